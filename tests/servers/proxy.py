@@ -1,0 +1,99 @@
+"""A loopback UDP proxy that delays the server's answers: a slow path without tc/netem.
+
+This kernel has no netem qdisc (PROTOCOL.md), so delay is injected in user space.
+It runs its own event loop in a thread; every client address gets its own
+upstream socket, so the server sees one 5-tuple per client, as through a NAT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class UdpDelayProxy:
+    host: str
+    port: int
+    upstream: tuple[str, int]
+    delay: float
+    forwarded: int = 0
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(
+        self, front: asyncio.DatagramTransport, client: tuple[str, int], delay: float
+    ) -> None:
+        self.front = front
+        self.client = client
+        self.delay = delay
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.delay, self.front.sendto, data, self.client)
+
+
+class _Front(asyncio.DatagramProtocol):
+    def __init__(self, proxy: UdpDelayProxy) -> None:
+        self.proxy = proxy
+        self.transport: asyncio.DatagramTransport | None = None
+        self.upstreams: dict[tuple[str, int], asyncio.DatagramTransport] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        asyncio.get_running_loop().create_task(self._forward(data, addr))
+
+    async def _forward(self, data: bytes, client: tuple[str, int]) -> None:
+        assert self.transport is not None
+        if client not in self.upstreams:
+            loop = asyncio.get_running_loop()
+            up, _ = await loop.create_datagram_endpoint(
+                lambda: _Upstream(self.transport, client, self.proxy.delay),  # type: ignore[arg-type]
+                remote_addr=self.proxy.upstream,
+            )
+            self.upstreams[client] = up
+        self.proxy.forwarded += 1
+        self.upstreams[client].sendto(data)
+
+
+@contextmanager
+def udp_delay_proxy(
+    upstream: tuple[str, int], delay: float, host: str = "127.0.0.1"
+) -> Iterator[UdpDelayProxy]:
+    """Forward datagrams to `upstream`; answers come back `delay` seconds late."""
+    loop = asyncio.new_event_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    proxy = UdpDelayProxy(host, sock.getsockname()[1], upstream, delay)
+    front = _Front(proxy)
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(loop.create_datagram_endpoint(lambda: front, sock=sock))
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(5)
+    try:
+        yield proxy
+    finally:
+
+        def stop() -> None:
+            for up in front.upstreams.values():
+                up.close()
+            if front.transport is not None:
+                front.transport.close()
+            loop.stop()
+
+        loop.call_soon_threadsafe(stop)
+        thread.join(5)
+        loop.close()

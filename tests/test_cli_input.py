@@ -1,0 +1,95 @@
+"""Command-line input: defaults via --dry-run, bad input → one line naming the culprit, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from turncheck.plan import DEFAULT_STUN_SERVERS
+
+
+def test_no_url_probes_the_default_stun_servers_dry_run(cli) -> None:
+    result = cli("probe", "--dry-run", "--json")
+    assert result.code == 0
+    plan = result.json()["plan"]
+    assert sorted({p["url"] for p in plan}) == sorted(DEFAULT_STUN_SERVERS)
+    assert {p["transport"] for p in plan} == {"udp", "tcp"}
+    assert all(p["checks"] == ["stun"] for p in plan)
+
+
+def test_dry_run_masks_the_credential_and_names_its_source(cli) -> None:
+    result = cli("probe", "turn:turn.example.com", "-u", "alice", "-p", "SeCrEt-42", "--dry-run")
+    assert result.code == 0
+    assert "alice:***" in result.out and "--username/--credential" in result.out
+    assert "SeCrEt-42" not in result.out + result.err
+    env = cli(
+        "probe",
+        "turn:turn.example.com",
+        "--dry-run",
+        "--json",
+        env={"TURNCHECK_USERNAME": "bob", "TURNCHECK_CREDENTIAL": "SeCrEt-42"},
+    )
+    assert env.code == 0
+    assert "SeCrEt-42" not in env.out + env.err
+    assert (
+        env.json()["plan"][0]["credentials"]
+        == "bob:*** from TURNCHECK_USERNAME/TURNCHECK_CREDENTIAL"
+    )
+
+
+def test_dry_run_shows_srv_and_dns_server(cli) -> None:
+    result = cli(
+        "probe", "stun:example.test", "--dns-server", "127.0.0.1:5353", "--dry-run", "--json"
+    )
+    dns = [p["dns"] for p in result.json()["plan"]]
+    assert dns[0] == "SRV _stun._udp.example.test, else A/AAAA example.test (via 127.0.0.1:5353)"
+
+
+@pytest.mark.parametrize(
+    ("args", "culprit"),
+    [
+        (["probe", "turn:example.com"], "'turn:example.com' is a TURN URL but no username"),
+        (["probe", "turns:example.com", "-u", "alice"], "--username given without --credential"),
+        (["probe", "stun:example.com", "-p", "x"], "--credential given without --username"),
+        (["probe", "turn:[::1"], "invalid ICE server URL 'turn:[::1'"),
+        (["probe", "stun:a.example", "http://b.example"], "'http://b.example'"),
+        (["probe", "stun:a.example", "--transport", "udp,sctp"], "unknown transport 'sctp'"),
+        (["probe", "stun:a.example", "--dns-server", "dns.example"], "--dns-server"),
+        (["probe", "stun:a.example", "--timeout", "0"], "--timeout"),
+        (["probe", "stun:a.example", "--timeout", "soon"], "'--timeout'"),
+        (["probe", "stun:a.example", "-4", "-6"], "-4 and -6"),
+        (["probe", "stun:a.example", "--ca-file", "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
+        (["probe", "--bogus"], "--bogus"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_culprit_and_exit_2(cli, args, culprit) -> None:
+    result = cli(*args)
+    assert result.code == 2
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert culprit in lines[0]
+    assert "Traceback" not in result.err
+
+
+def test_version_and_python_dash_m() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "turncheck", "--version"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("turncheck ")
+
+
+def test_console_script_bad_input_exit_2_without_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "turncheck", "probe", "turn:"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "invalid ICE server URL 'turn:'" in done.stderr

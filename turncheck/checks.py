@@ -1,0 +1,319 @@
+"""One coroutine per check (STUN Binding, TURN Allocate) → a CheckResult. Never prints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from turncheck import stun
+from turncheck.errors import CheckFailure, ErrorResponse, ProtocolFailure
+from turncheck.explain import explain
+from turncheck.report import Candidate, CheckResult
+from turncheck.resolve import Endpoint
+from turncheck.transport import (
+    Address,
+    Channel,
+    RetryPolicy,
+    StreamChannel,
+    TlsInfo,
+    Tracer,
+    UdpChannel,
+)
+from turncheck.turn import Allocation, Redirect, alternate_of
+from turncheck.urls import Transport
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    """Timing and TLS policy of a run: parameters, never module globals."""
+
+    timeout: float = 5.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    ssl_context: ssl.SSLContext | None = None
+    insecure: bool = False
+    tracer: Tracer | None = None
+
+
+def make_ssl_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
+    """System trust store plus --ca-file; --insecure turns verification off."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class UdpPool:
+    """One shared UDP socket per address family for Binding checks, like a host candidate."""
+
+    def __init__(self, tracer: Tracer | None = None) -> None:
+        self._tracer = tracer
+        self._channels: dict[int, UdpChannel] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, family: int) -> UdpChannel:
+        async with self._lock:
+            if family not in self._channels:
+                self._channels[family] = await UdpChannel.open(family, self._tracer)
+            return self._channels[family]
+
+    async def __aenter__(self) -> UdpPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for channel in self._channels.values():
+            await channel.aclose()
+        self._channels.clear()
+
+
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _fmt(addr: Address) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+
+
+@contextlib.asynccontextmanager
+async def open_channel(
+    ep: Endpoint, server: Address, settings: CheckSettings, deadline: float
+) -> AsyncIterator[Channel]:
+    """A fresh channel to the server over the endpoint's transport; closed on exit."""
+    transport = ep.target.transport
+    channel: Channel
+    if transport is Transport.UDP:
+        channel = await UdpChannel.open(_family(server[0]), settings.tracer)
+    else:
+        context = settings.ssl_context if transport is Transport.TLS else None
+        if transport is Transport.TLS and context is None:
+            context = make_ssl_context(None, settings.insecure)
+        channel = await StreamChannel.open(
+            server,
+            deadline=deadline,
+            ssl_context=context,
+            server_hostname=ep.target.url.host if context is not None else None,
+            tracer=settings.tracer,
+        )
+    try:
+        yield channel
+    finally:
+        await channel.aclose()
+
+
+def _base(ep: Endpoint, kind: str) -> dict[str, Any]:
+    return {
+        "url": str(ep.target.url),
+        "transport": ep.target.transport.value,
+        "kind": kind,
+        "server": ep.server,
+        "port": ep.port,
+        "via": ep.via,
+    }
+
+
+def failed(ep: Endpoint, kind: str, exc: BaseException, server: str | None = None) -> CheckResult:
+    """A failed CheckResult for this endpoint, with the reason and hint from explain.py."""
+    base = _base(ep, kind)
+    if server is not None:
+        base["server"] = server
+    return CheckResult(
+        **base,
+        ok=False,
+        error=explain(exc, server=base["server"] or ""),
+        timed_out=type(exc).__name__ == "TransactionTimeout",
+    )
+
+
+def _tls_details(tls: TlsInfo | None, insecure: bool) -> dict[str, Any]:
+    if tls is None:
+        return {}
+    return {"tls": {"version": tls.version, "cipher": tls.cipher, "verified": not insecure}}
+
+
+async def _follow_redirect(
+    ep: Endpoint,
+    attempt: Callable[[Address], Awaitable[CheckResult]],
+) -> CheckResult:
+    """Run at the endpoint; on 300 Try Alternate follow once (RFC 8489 §10), never in a loop."""
+    first: Address = (ep.address, ep.port)
+    try:
+        return await attempt(first)
+    except Redirect as redirect:
+        alternate = redirect.alternate
+    if alternate == first:
+        raise ProtocolFailure("alternate-loop", f"300 Try Alternate points back to {_fmt(first)}")
+    try:
+        result = await attempt(alternate)
+    except Redirect as again:
+        raise ProtocolFailure(
+            "alternate-loop",
+            f"redirected to {_fmt(alternate)}, which redirected again to {_fmt(again.alternate)}",
+        ) from None
+    details = {**result.details, "redirected_from": ep.server}
+    return CheckResult(**{**_result_fields(result), "details": details, "server": _fmt(alternate)})
+
+
+def _result_fields(result: CheckResult) -> dict[str, Any]:
+    return {name: getattr(result, name) for name in CheckResult.__dataclass_fields__}
+
+
+# -- STUN Binding -----------------------------------------------------------------------------
+
+
+async def binding_check(ep: Endpoint, settings: CheckSettings, pool: UdpPool) -> CheckResult:
+    """STUN Binding: srflx candidate (XOR-MAPPED-ADDRESS) and RTT."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.timeout
+
+    async def attempt(server: Address) -> CheckResult:
+        if ep.target.transport is Transport.UDP:
+            channel = await pool.get(_family(server[0]))
+            return await _binding_on(ep, channel, server, deadline, settings, None)
+        async with open_channel(ep, server, settings, deadline) as stream:
+            assert isinstance(stream, StreamChannel)
+            return await _binding_on(ep, stream, server, deadline, settings, stream.tls)
+
+    try:
+        return await _follow_redirect(ep, attempt)
+    except CheckFailure as exc:
+        return failed(ep, "stun", exc)
+
+
+async def _binding_on(
+    ep: Endpoint,
+    channel: Channel,
+    server: Address,
+    deadline: float,
+    settings: CheckSettings,
+    tls: TlsInfo | None,
+) -> CheckResult:
+    request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    request.add_fingerprint()
+    transport = ep.target.transport.value
+    answer = await channel.request(
+        request,
+        server,
+        deadline=deadline,
+        policy=settings.policy,
+        what=f"STUN Binding ({transport})",
+    )
+    response = answer.message
+    if response.message_class == stun.Class.ERROR:
+        code, phrase = stun.error_of(response)
+        if code == 300:
+            raise Redirect(alternate_of(response))
+        raise ErrorResponse("Binding", code, phrase)
+    attrs = response.attributes
+    mapped = attrs.get("XOR-MAPPED-ADDRESS") or attrs.get("MAPPED-ADDRESS")
+    if mapped is None:
+        raise ProtocolFailure(
+            "missing-attribute", "the Binding response has no XOR-MAPPED-ADDRESS or MAPPED-ADDRESS"
+        )
+    details: dict[str, Any] = {"sends": answer.sends, **_tls_details(tls, settings.insecure)}
+    if "XOR-MAPPED-ADDRESS" not in attrs:
+        details["note"] = "only MAPPED-ADDRESS (an RFC 3489 server)"
+    if "SOFTWARE" in attrs:
+        details["software"] = stun.clean_text(attrs["SOFTWARE"])
+    if "OTHER-ADDRESS" in attrs:
+        details["other_address"] = _fmt(attrs["OTHER-ADDRESS"])
+    plain = attrs.get("MAPPED-ADDRESS")
+    if plain is not None and "XOR-MAPPED-ADDRESS" in attrs and tuple(plain) != tuple(mapped):
+        details["alg"] = f"MAPPED-ADDRESS {_fmt(plain)} differs from XOR-MAPPED-ADDRESS"
+    local = channel.local_address
+    srflx = Candidate(
+        "srflx",
+        str(mapped[0]),
+        int(mapped[1]),
+        "udp" if ep.target.transport is Transport.UDP else "tcp",
+        related_address=local[0],
+        related_port=local[1],
+    )
+    return CheckResult(
+        **_base(ep, "stun"),
+        ok=True,
+        rtt_ms=answer.rtt * 1000,
+        candidates=(srflx,),
+        details=details,
+        local=_fmt(local) if ep.target.transport is Transport.UDP else None,
+    )
+
+
+# -- TURN Allocate ----------------------------------------------------------------------------
+
+
+async def allocate_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
+    """TURN Allocate with long-term credentials; the allocation is deleted before returning."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.timeout
+    credentials = ep.target.entry.credentials
+
+    async def attempt(server: Address) -> CheckResult:
+        async with open_channel(ep, server, settings, deadline) as channel:
+            allocation = Allocation(
+                channel,
+                server,
+                credentials,
+                policy=settings.policy,
+                transport_name=ep.target.transport.value,
+            )
+            async with allocation:
+                await allocation.allocate(deadline)
+            tls = channel.tls if isinstance(channel, StreamChannel) else None
+            return _allocation_result(ep, allocation, settings, tls)
+
+    try:
+        return await _follow_redirect(ep, attempt)
+    except CheckFailure as exc:
+        return failed(ep, "turn", exc)
+
+
+def _allocation_result(
+    ep: Endpoint, allocation: Allocation, settings: CheckSettings, tls: TlsInfo | None
+) -> CheckResult:
+    assert allocation.relayed is not None
+    transport = ep.target.transport.value
+    candidates: list[Candidate] = []
+    if allocation.mapped is not None:
+        candidates.append(
+            Candidate(
+                "srflx",
+                allocation.mapped[0],
+                allocation.mapped[1],
+                "udp" if transport == "udp" else "tcp",
+            )
+        )
+    candidates.append(
+        Candidate(
+            "relay",
+            allocation.relayed[0],
+            allocation.relayed[1],
+            "udp",
+            related_address=allocation.mapped[0] if allocation.mapped else None,
+            related_port=allocation.mapped[1] if allocation.mapped else None,
+            relay_protocol=transport,
+        )
+    )
+    details: dict[str, Any] = {
+        "lifetime": allocation.lifetime,
+        "realm": allocation.realm,
+        "deleted": allocation.deleted,
+        **_tls_details(tls, settings.insecure),
+    }
+    if allocation.software:
+        details["software"] = str(allocation.software)
+    if allocation.credentials is not None:
+        details["username"] = allocation.credentials.username
+    return CheckResult(
+        **_base(ep, "turn"),
+        ok=True,
+        rtt_ms=None if allocation.first_rtt is None else allocation.first_rtt * 1000,
+        candidates=tuple(candidates),
+        details=details,
+    )

@@ -1,0 +1,260 @@
+"""typer commands: parse options, build the plan, run, pick a renderer, exit code.
+
+No protocol logic lives here. Exit codes: 0 every check passed, 1 a check
+failed, 2 bad input (one line on stderr), 3 an internal error (a bug),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+try:  # typer >= 0.20 vendors click privately; older releases use the click package
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
+from turncheck import __version__
+from turncheck.errors import InputError
+from turncheck.plan import (
+    DEFAULT_STUN_SERVERS,
+    ServerEntry,
+    Target,
+    build_targets,
+    parse_transports,
+    require_credentials,
+)
+from turncheck.report import Report
+from turncheck.stun import Credentials
+from turncheck.urls import parse_url
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    CHECK_FAILED = 1
+    INPUT_ERROR = 2
+    INTERNAL_ERROR = 3
+    INTERRUPTED = 130
+
+
+app = typer.Typer(
+    name="turncheck",
+    help="TURN/STUN connectivity tester: STUN Binding and TURN Allocate over UDP, TCP and TLS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"turncheck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """TURN/STUN connectivity tester."""
+
+
+def out_console() -> Console:
+    """stdout console: rich on a terminal; wide, plain text elsewhere (NO_COLOR respected)."""
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=False, width=200, color_system=None)
+    return console
+
+
+def _credentials(
+    ctx: typer.Context, username: str | None, credential: str | None
+) -> tuple[Credentials | None, str]:
+    if username is None and credential is None:
+        return None, "none"
+    if not username:
+        raise InputError("--credential given without --username (or TURNCHECK_USERNAME)")
+    if credential is None:
+        raise InputError("--username given without --credential (or TURNCHECK_CREDENTIAL)")
+    from_env = [
+        getattr(ctx.get_parameter_source(n), "name", "") == "ENVIRONMENT"
+        for n in ("username", "credential")
+    ]
+    source = (
+        "TURNCHECK_USERNAME/TURNCHECK_CREDENTIAL"
+        if all(from_env)
+        else "--username/--credential"
+        if not any(from_env)
+        else "command line and environment"
+    )
+    return Credentials(username, credential), source
+
+
+@app.command()
+def probe(
+    ctx: typer.Context,
+    urls: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="ICE server URLs (stun:, stuns:, turn:, turns:). None: the default STUN servers.",
+            show_default=False,
+        ),
+    ] = None,
+    username: Annotated[
+        str | None,
+        typer.Option("--username", "-u", envvar="TURNCHECK_USERNAME", help="TURN username."),
+    ] = None,
+    credential: Annotated[
+        str | None,
+        typer.Option(
+            "--credential",
+            "-p",
+            envvar="TURNCHECK_CREDENTIAL",
+            help="TURN password (prefer the TURNCHECK_CREDENTIAL variable: argv is public).",
+            show_default=False,
+        ),
+    ] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            "--transport",
+            help="Comma list of udp,tcp,tls for URLs that do not name their transport.",
+        ),
+    ] = None,
+    dns_server: Annotated[
+        str | None,
+        typer.Option("--dns-server", help="Send every DNS query to IP[:PORT] (dnspython)."),
+    ] = None,
+    ipv4: Annotated[bool, typer.Option("-4", "--ipv4", help="IPv4 addresses only.")] = False,
+    ipv6: Annotated[bool, typer.Option("-6", "--ipv6", help="IPv6 addresses only.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds per check (UDP retransmits within it).")
+    ] = 5.0,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="Extra CA certificate(s) (PEM) for TLS.")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify TLS certificates (shown in output).")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; send no packet and no DNS query.")
+    ] = False,
+) -> None:
+    """Probe ICE servers: STUN Binding and TURN Allocate, every address, every transport."""
+    from turncheck.resolve import parse_dns_server
+
+    if ipv4 and ipv6:
+        raise InputError("-4 and -6 exclude each other")
+    if not 0 < timeout <= 600:
+        raise InputError(f"--timeout {timeout:g}: give seconds between 0 and 600")
+    if ca_file is not None and not ca_file.is_file():
+        raise InputError(f"--ca-file '{ca_file}': no such file")
+    server = parse_dns_server(dns_server) if dns_server else None
+    override = parse_transports(transport) if transport is not None else None
+    creds, source = _credentials(ctx, username, credential)
+    texts = list(urls) if urls else list(DEFAULT_STUN_SERVERS)
+    entries = [ServerEntry(parse_url(text), creds, source) for text in texts]
+    require_credentials(entries)
+    targets = build_targets(entries, override)
+    console = out_console()
+
+    if dry_run:
+        from turncheck.render import plan as plan_render
+
+        if json_out:
+            from turncheck.render.json import dumps
+
+            print(dumps(plan_render.plan_json(targets, server)))
+        else:
+            plan_render.render(targets, server, console)
+        raise typer.Exit(ExitStatus.OK)
+
+    families = (socket.AF_INET,) if ipv4 else (socket.AF_INET6,) if ipv6 else None
+    report = _run(targets, server, families, timeout, ca_file, insecure)
+    if json_out:
+        from turncheck.render.json import render as render_json
+
+        print(render_json(report))
+    else:
+        from turncheck.render.table import render as render_table
+
+        render_table(report, console)
+    raise typer.Exit(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
+
+
+def _run(
+    targets: list[Target],
+    dns_server: tuple[str, int] | None,
+    families: tuple[int, ...] | None,
+    timeout: float,
+    ca_file: Path | None,
+    insecure: bool,
+) -> Report:
+    import ssl
+
+    from turncheck.checks import CheckSettings, make_ssl_context
+    from turncheck.probe import run_probe
+    from turncheck.resolve import Resolver
+
+    try:
+        context = make_ssl_context(str(ca_file) if ca_file else None, insecure)
+    except (ssl.SSLError, OSError) as exc:
+        raise InputError(f"--ca-file '{ca_file}': not a usable PEM CA file ({exc})") from None
+    settings = CheckSettings(timeout=timeout, ssl_context=context, insecure=insecure)
+    resolver = Resolver(
+        dns_server,
+        timeout=timeout,
+        **({"families": families} if families else {}),
+    )
+    return asyncio.run(run_probe(targets, resolver, settings))
+
+
+def _error_line(message: str) -> None:
+    sys.stderr.write(f"turncheck: error: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: never a traceback, exit codes per ExitStatus."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, prog_name="turncheck", standalone_mode=False)
+    except InputError as exc:
+        _error_line(str(exc))
+        return ExitStatus.INPUT_ERROR
+    except click_exc.NoArgsIsHelpError:
+        # typer's no_args_is_help has printed the help already, as git does; exit 2.
+        return ExitStatus.INPUT_ERROR
+    except click_exc.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx else ""
+        _error_line(f"{where}{exc.format_message()} (see --help)")
+        return ExitStatus.INPUT_ERROR
+    except click_exc.ClickException as exc:
+        _error_line(exc.format_message())
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        _error_line("interrupted")
+        return ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitStatus.CHECK_FAILED
+    except Exception as exc:
+        _error_line(f"internal error ({type(exc).__name__}: {exc}); please report this bug")
+        return ExitStatus.INTERNAL_ERROR
+    code = int(result) if isinstance(result, int) else ExitStatus.OK
+    if code == ExitStatus.INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
+        _error_line("interrupted")
+    return code

@@ -1,0 +1,87 @@
+"""turncheck's exceptions.
+
+    TurncheckError
+    ├── InputError              bad command line, URL or configuration: exit 2, one line
+    └── CheckFailure            a check did not pass; explain.py turns it into words
+        ├── DnsFailure          NXDOMAIN, no records, DNS timeout, service not offered
+        ├── ConnectFailure      refused, unreachable, reset, connection lost
+        ├── TlsFailure          handshake or certificate verification
+        ├── TransactionTimeout  no acceptable answer before the deadline
+        ├── ErrorResponse       the server answered with a STUN error code
+        ├── AuthFailure         401 after a credentialed retry
+        └── ProtocolFailure     an answer that breaks the protocol (missing attribute, loop)
+
+Everything below the CLI raises these; nothing below the CLI prints.
+"""
+
+from __future__ import annotations
+
+
+class TurncheckError(Exception):
+    """Base of turncheck's own errors."""
+
+
+class InputError(TurncheckError):
+    """The user's input is wrong; the message names the culprit."""
+
+
+class CheckFailure(TurncheckError):
+    """A check failed; explain.py maps the subclass and fields to reason and hint."""
+
+
+class DnsFailure(CheckFailure):
+    def __init__(self, kind: str, name: str, detail: str = "") -> None:
+        # kind: nxdomain | noanswer | timeout | servfail | not-offered | error
+        super().__init__(f"DNS {kind} for {name}: {detail}".rstrip(": "))
+        self.kind = kind
+        self.name = name
+        self.detail = detail
+
+
+class ConnectFailure(CheckFailure):
+    def __init__(self, kind: str, detail: str = "") -> None:
+        # kind: refused | unreachable | reset | lost | closed | error
+        super().__init__(f"{kind}: {detail}".rstrip(": "))
+        self.kind = kind
+        self.detail = detail
+
+
+class TlsFailure(CheckFailure):
+    def __init__(self, kind: str, detail: str) -> None:
+        # kind: expired | hostname | self-signed | untrusted | handshake | timeout
+        super().__init__(f"TLS {kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class TransactionTimeout(CheckFailure):
+    def __init__(self, what: str, sends: int, waited: float, ignored: tuple[str, ...]) -> None:
+        super().__init__(f"{what}: no answer after {sends} send(s) in {waited:.1f} s")
+        self.what = what
+        self.sends = sends
+        self.waited = waited
+        self.ignored = ignored
+
+
+class ErrorResponse(CheckFailure):
+    def __init__(self, method: str, code: int, phrase: str) -> None:
+        super().__init__(f"{method} error {code} {phrase}".rstrip())
+        self.method = method
+        self.code = code
+        self.phrase = phrase
+
+
+class AuthFailure(CheckFailure):
+    def __init__(self, method: str, code: int, phrase: str) -> None:
+        super().__init__(f"{method} rejected the credentials ({code} {phrase})".rstrip())
+        self.method = method
+        self.code = code
+        self.phrase = phrase
+
+
+class ProtocolFailure(CheckFailure):
+    def __init__(self, kind: str, detail: str) -> None:
+        # kind: missing-attribute | alternate-loop | bad-answer | not-stun
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail

@@ -1,0 +1,263 @@
+"""Every failure → (code, reason, hint), in one table; and the run's one-line verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from turncheck.errors import (
+    AuthFailure,
+    CheckFailure,
+    ConnectFailure,
+    DnsFailure,
+    ErrorResponse,
+    ProtocolFailure,
+    TlsFailure,
+    TransactionTimeout,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    code: int | None
+    reason: str
+    hint: str
+
+
+# STUN/TURN error codes (RFC 8489 §14.8, RFC 8656 §18.2): (what it means, what to try).
+STUN_CODES: dict[int, tuple[str, str]] = {
+    300: (
+        "the server redirected us (300 Try Alternate)",
+        "the alternate server is shown; test it directly",
+    ),
+    400: (
+        "the server found our request malformed (400 Bad Request)",
+        "the server may not speak RFC 8489/8656; check its version and logs",
+    ),
+    401: (
+        "the server wants credentials (401 Unauthenticated)",
+        "pass -u/--username and -p/--credential",
+    ),
+    403: (
+        "the server forbids this (403 Forbidden)",
+        "check denied-peer-ip / allowed-peer-ip and the user's rights on the server",
+    ),
+    420: (
+        "the server does not understand an attribute we sent (420 Unknown Attribute)",
+        "the server is probably too old for RFC 8656",
+    ),
+    437: (
+        "the server has another allocation on this 5-tuple (437 Allocation Mismatch)",
+        "wait for the old allocation to expire, or retry from another port",
+    ),
+    438: (
+        "the server kept saying our nonce is stale (438 Stale Nonce)",
+        "the server's nonce lifetime may be broken; check its clock and stale-nonce setting",
+    ),
+    440: (
+        "the server does not support that address family (440)",
+        "probe over the other IP family (-4 or -6)",
+    ),
+    441: (
+        "the server rejected the credentials (441 Wrong Credentials)",
+        "check the username and credential",
+    ),
+    442: (
+        "the server does not relay that transport (442 Unsupported Transport Protocol)",
+        "the server's relay transport settings exclude UDP",
+    ),
+    443: ("peer address family mismatch (443)", "use a peer of the relay's address family"),
+    486: (
+        "this user has too many allocations (486 Allocation Quota Reached)",
+        "allocations may be leaking; wait for them to expire or raise user-quota on the server",
+    ),
+    500: ("the server had an internal error (500 Server Error)", "look at the TURN server's logs"),
+    508: (
+        "the server is out of relay capacity (508 Insufficient Capacity)",
+        "raise total-quota or the relay port range (min-port/max-port) on the server",
+    ),
+}
+
+_DNS = {
+    "nxdomain": ("the name {name} does not exist in DNS", "check the spelling and the DNS zone"),
+    "noanswer": ("{name}: {detail}", "add the missing A/AAAA (or SRV) records, or check -4/-6"),
+    "timeout": (
+        "DNS lookup of {name} timed out",
+        "check the DNS server (--dns-server) and network",
+    ),
+    "servfail": ("DNS lookup of {name} failed: {detail}", "the DNS server is broken or refuses us"),
+    "not-offered": (
+        "{name} says the service is not offered (SRV target '.')",
+        "the zone deliberately disables this service; use another transport or URL",
+    ),
+    "error": ("DNS lookup of {name} failed: {detail}", "check the resolver configuration"),
+}
+
+_CONNECT = {
+    "refused": (
+        "connection refused: nothing listens on {server} (ICMP port unreachable or TCP reset)",
+        "check that the server runs and listens on this port and transport",
+    ),
+    "unreachable": (
+        "{server} is unreachable: {detail}",
+        "check routing and firewalls to the server",
+    ),
+    "timeout": ("{detail}", "a firewall may drop TCP to this port; check it and the server"),
+    "reset": (
+        "{detail}",
+        "the server or a middlebox dropped the connection; check the server logs",
+    ),
+    "closed": (
+        "{detail}",
+        "the server dropped the connection; check its logs and TLS/port settings",
+    ),
+    "lost": ("connection lost: {detail}", "the server went away; check that it is running"),
+    "error": ("could not reach {server}: {detail}", "check the network path to the server"),
+}
+
+_TLS = {
+    "expired": ("the server's TLS certificate has expired ({detail})", "renew the certificate"),
+    "not-yet-valid": (
+        "the server's TLS certificate is not valid yet ({detail})",
+        "check the certificate dates and the clocks",
+    ),
+    "self-signed": (
+        "the server's TLS certificate is self-signed ({detail})",
+        "use a CA-issued certificate, or pass --ca-file with the CA (--insecure skips checks)",
+    ),
+    "untrusted": (
+        "the server's TLS certificate is not signed by a trusted CA ({detail})",
+        "send the full chain from the server, or pass --ca-file (--insecure skips checks)",
+    ),
+    "hostname": (
+        "the server's TLS certificate does not match the URL host ({detail})",
+        "the certificate must name the host in the URL (SAN); --insecure skips checks",
+    ),
+    "verify": (
+        "TLS certificate verification failed: {detail}",
+        "check the certificate chain; see --ca-file",
+    ),
+    "handshake": (
+        "TLS handshake failed: {detail}",
+        "is TLS enabled on this port? (a plain TCP/UDP port gives this)",
+    ),
+    "timeout": (
+        "the TLS handshake did not finish in time",
+        "the port may not speak TLS, or a middlebox stalls it",
+    ),
+}
+
+_PROTOCOL = {
+    "missing-attribute": ("{detail}", "the server's answer is incomplete; check its version"),
+    "alternate-loop": ("{detail}", "fix alternate-server on the TURN servers (a redirect loop)"),
+    "not-stun": ("{detail}", "is this port a STUN/TURN server? (another service may listen here)"),
+    "bad-answer": ("{detail}", "the server's answer breaks RFC 8489; check its version"),
+}
+
+
+def explain(failure: BaseException, *, server: str = "") -> Explanation:
+    """The reason and hint for one failure."""
+    if isinstance(failure, DnsFailure):
+        reason, hint = _DNS.get(failure.kind, _DNS["error"])
+        return Explanation(None, reason.format(name=failure.name, detail=failure.detail), hint)
+    if isinstance(failure, ConnectFailure):
+        reason, hint = _CONNECT.get(failure.kind, _CONNECT["error"])
+        return Explanation(None, reason.format(server=server, detail=failure.detail), hint)
+    if isinstance(failure, TlsFailure):
+        reason, hint = _TLS.get(failure.kind, _TLS["verify"])
+        return Explanation(None, reason.format(detail=failure.detail), hint)
+    if isinstance(failure, TransactionTimeout):
+        reason = (
+            f"no answer to {failure.what} after {failure.sends} send(s) in {failure.waited:.1f} s"
+        )
+        if failure.ignored:
+            reason += "; ignored: " + "; ".join(failure.ignored)
+            hint = (
+                "something answers, but not validly: check that this is the right server and port"
+            )
+        elif failure.sends > 1 or failure.what.endswith("(udp)"):
+            hint = "UDP may be blocked on this network or by the server's firewall; try tcp/tls"
+        else:
+            hint = "the server or a firewall drops our requests; check the port and the server"
+        return Explanation(None, reason, hint)
+    if isinstance(failure, AuthFailure):
+        return Explanation(
+            failure.code,
+            f"{failure.method}: wrong username or credential, or realm mismatch "
+            f"({failure.code} {failure.phrase})".replace(" )", ")"),
+            "check -u/-p; with a shared secret (use-auth-secret) the username carries the expiry",
+        )
+    if isinstance(failure, ErrorResponse):
+        meaning, hint = STUN_CODES.get(
+            failure.code,
+            (f"the server answered error {failure.code}", "look at the server's logs"),
+        )
+        phrase = f": '{failure.phrase}'" if failure.phrase else ""
+        return Explanation(failure.code, f"{failure.method}: {meaning}{phrase}", hint)
+    if isinstance(failure, ProtocolFailure):
+        reason, hint = _PROTOCOL.get(failure.kind, _PROTOCOL["bad-answer"])
+        return Explanation(None, reason.format(detail=failure.detail), hint)
+    if isinstance(failure, CheckFailure):
+        return Explanation(None, str(failure), "see --help")
+    return Explanation(
+        None,
+        f"internal error: {type(failure).__name__}: {failure}",
+        "this is a turncheck bug; please report it with the command line (not the secrets)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the verdict needs of one check."""
+
+    transport: str
+    kind: str
+    ok: bool
+    timed_out: bool
+    port: int | None
+
+
+def verdict(outcomes: Sequence[Outcome]) -> str:
+    """One line a person can act on: what works, what does not, and the likely cause."""
+    if not outcomes:
+        return "nothing was checked"
+    failed = [o for o in outcomes if not o.ok]
+    if not failed:
+        kinds = sorted({o.kind.upper() for o in outcomes}, reverse=True)
+        transports = _list(sorted({o.transport for o in outcomes}, key=_order))
+        return f"all {len(outcomes)} checks passed: {' and '.join(kinds)} work over {transports}"
+    if len(failed) == len(outcomes):
+        if all(o.timed_out for o in failed):
+            return "nothing answered: the servers are down, or a firewall blocks this network"
+        return f"all {len(outcomes)} checks failed: see the reasons above"
+    working = {o.transport for o in outcomes if o.ok}
+    broken = {o.transport for o in outcomes} - working
+    works_text = _works(outcomes)
+    if "udp" in broken and all(o.timed_out for o in failed if o.transport == "udp"):
+        return f"UDP looks blocked on this network (or at the server); {works_text}"
+    if broken:
+        return f"{_list(sorted(broken, key=_order)).upper()} failed; {works_text}"
+    return f"{len(failed)} of {len(outcomes)} checks failed; see the reasons above"
+
+
+def _works(outcomes: Sequence[Outcome]) -> str:
+    ok = [o for o in outcomes if o.ok]
+    turn = sorted(
+        {(o.transport, o.port) for o in ok if o.kind == "turn"}, key=lambda t: _order(t[0])
+    )
+    if turn:
+        parts = [f"{t.upper()} on {p}" if p else t.upper() for t, p in turn]
+        return f"TURN over {_list(parts)} works"
+    stun = sorted({o.transport for o in ok}, key=_order)
+    return f"STUN over {_list([s.upper() for s in stun])} works"
+
+
+def _order(transport: str) -> int:
+    return {"udp": 0, "tcp": 1, "tls": 2}.get(transport, 3)
+
+
+def _list(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]

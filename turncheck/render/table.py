@@ -1,0 +1,86 @@
+"""The rich table renderer: one row per (URL, server address, transport, check)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from turncheck.report import CheckResult, Report
+
+
+def _result(check: CheckResult) -> Text:
+    return Text("ok", style="bold green") if check.ok else Text("failed", style="bold red")
+
+
+def _details(check: CheckResult) -> Text:
+    # Server-supplied text (SOFTWARE, reason phrases) is untrusted: Text never parses markup.
+    if check.error is not None:
+        out = Text(check.error.reason)
+        out.append("\nhint: ", style="yellow")
+        out.append(check.error.hint)
+        return out
+    parts: list[str] = []
+    d = check.details
+    if d.get("redirected_from"):
+        parts.append(f"redirected from {d['redirected_from']}")
+    if d.get("lifetime") is not None:
+        parts.append(f"lifetime {d['lifetime']} s")
+    tls = d.get("tls")
+    if tls:
+        parts.append(
+            f"{tls['version']}" + ("" if tls["verified"] else " (NOT verified: --insecure)")
+        )
+    if d.get("software"):
+        parts.append(str(d["software"]))
+    if d.get("deleted") is False:
+        parts.append("allocation NOT deleted")
+    if d.get("note"):
+        parts.append(str(d["note"]))
+    return Text("; ".join(parts), style="dim")
+
+
+def _rtt(check: CheckResult) -> str:
+    return "" if check.rtt_ms is None else f"{check.rtt_ms:.1f}"
+
+
+def table(report: Report) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    t.add_column("URL", overflow="fold")
+    t.add_column("transport")
+    t.add_column("check")
+    t.add_column("server", overflow="fold")
+    t.add_column("result")
+    t.add_column("srflx", overflow="fold")
+    t.add_column("relay", overflow="fold")
+    t.add_column("RTT ms", justify="right")
+    t.add_column("details", overflow="fold", ratio=1)
+    for check in report.checks:
+        srflx = check.candidate("srflx")
+        relay = check.candidate("relay")
+        t.add_row(
+            Text(check.url),
+            check.transport,
+            "Allocate" if check.kind == "turn" else "Binding",
+            Text(check.server or "-"),
+            _result(check),
+            srflx.hostport if srflx else "",
+            relay.hostport if relay else "",
+            _rtt(check),
+            _details(check),
+        )
+    return t
+
+
+def summary(report: Report) -> Group:
+    style = "bold green" if report.ok else "bold red"
+    parts: list[RenderableType] = [Text.assemble(("verdict: ", "bold"), (report.verdict, style))]
+    parts.append(Text(report.nat.text))
+    parts.extend(Text(note, style="yellow") for note in report.notes)
+    return Group(*parts)
+
+
+def render(report: Report, console: Console) -> None:
+    console.print(table(report))
+    console.print(summary(report))

@@ -1,0 +1,166 @@
+"""Our thin layer over aioice's STUN codec: the one place that extends it.
+
+aioice.stun gives Message, parse_message and the attribute table. It lacks some
+attributes a tester needs (ALTERNATE-SERVER, REQUESTED-ADDRESS-FAMILY, ...),
+does not check the magic cookie or that attribute lengths stay inside the
+message, and can raise struct.error or IndexError on hostile input. decode()
+validates the framing first and turns every codec failure into MalformedMessage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from aioice import stun as _stun
+
+Message = _stun.Message
+Method = _stun.Method
+Class = _stun.Class
+
+COOKIE = _stun.COOKIE
+HEADER_LENGTH = _stun.HEADER_LENGTH
+REQUESTED_TRANSPORT_UDP = 17 << 24  # RFC 8656 §18.7: protocol number in the first byte
+
+# Attributes aioice does not know, registered into its tables (RFC 8489 §18.3, RFC 8656 §18,
+# RFC 5780 §7). Address-valued ones reuse aioice's packers.
+_EXTRA_ATTRIBUTES: list[Any] = [
+    (0x0017, "REQUESTED-ADDRESS-FAMILY", _stun.pack_unsigned, _stun.unpack_unsigned),
+    (0x001A, "DONT-FRAGMENT", _stun.pack_none, _stun.unpack_none),
+    (0x0022, "RESERVATION-TOKEN", _stun.pack_bytes, _stun.unpack_bytes),
+    (0x0026, "PADDING", _stun.pack_bytes, _stun.unpack_bytes),
+    (0x0027, "RESPONSE-PORT", _stun.pack_unsigned_short, _stun.unpack_unsigned_short),
+    (0x8023, "ALTERNATE-SERVER", _stun.pack_address, _stun.unpack_address),
+    (0x8000, "ADDITIONAL-ADDRESS-FAMILY", _stun.pack_unsigned, _stun.unpack_unsigned),
+]
+for _entry in _EXTRA_ATTRIBUTES:
+    if _entry[0] not in _stun.ATTRIBUTES_BY_TYPE:
+        _stun.ATTRIBUTES.append(_entry)
+        _stun.ATTRIBUTES_BY_TYPE[_entry[0]] = _entry
+        _stun.ATTRIBUTES_BY_NAME[_entry[1]] = _entry
+
+_METHODS = {int(m) for m in Method}
+
+
+class StunCode(IntEnum):
+    """Known STUN/TURN error codes (RFC 8489 §14.8, RFC 8656 §18.2); others stay plain ints."""
+
+    TRY_ALTERNATE = 300
+    BAD_REQUEST = 400
+    UNAUTHENTICATED = 401
+    FORBIDDEN = 403
+    UNKNOWN_ATTRIBUTE = 420
+    ALLOCATION_MISMATCH = 437
+    STALE_NONCE = 438
+    ADDRESS_FAMILY_NOT_SUPPORTED = 440
+    WRONG_CREDENTIALS = 441
+    UNSUPPORTED_TRANSPORT = 442
+    PEER_ADDRESS_FAMILY_MISMATCH = 443
+    ALLOCATION_QUOTA_REACHED = 486
+    ROLE_CONFLICT = 487
+    SERVER_ERROR = 500
+    INSUFFICIENT_CAPACITY = 508
+
+
+class MalformedMessage(ValueError):
+    """Bytes that are not a well-formed STUN message; the text says what is wrong."""
+
+
+def looks_like_stun(data: bytes) -> bool:
+    """True when the first two bits are zero and the cookie is right (RFC 8489 §5)."""
+    return (
+        len(data) >= HEADER_LENGTH
+        and data[0] & 0xC0 == 0
+        and struct.unpack_from("!I", data, 4)[0] == COOKIE
+    )
+
+
+def decode(data: bytes) -> Message:
+    """Parse one STUN message, or raise MalformedMessage saying what is wrong with it."""
+    if len(data) < HEADER_LENGTH:
+        raise MalformedMessage(f"{len(data)} bytes, shorter than a STUN header")
+    if data[0] & 0xC0:
+        raise MalformedMessage("first two bits not zero: not a STUN message")
+    msg_type, length, cookie = struct.unpack_from("!HHI", data, 0)
+    if cookie != COOKIE:
+        raise MalformedMessage(f"wrong magic cookie 0x{cookie:08x}")
+    if length % 4:
+        raise MalformedMessage(f"length {length} is not a multiple of 4")
+    if HEADER_LENGTH + length != len(data):
+        raise MalformedMessage(
+            f"length field says {length} bytes of attributes but {len(data) - HEADER_LENGTH} came"
+        )
+    if msg_type & 0x3EEF not in _METHODS:
+        raise MalformedMessage(f"unknown method 0x{msg_type & 0x3EEF:03x}")
+    pos = HEADER_LENGTH
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise MalformedMessage("truncated attribute header")
+        attr_type, attr_len = struct.unpack_from("!HH", data, pos)
+        end = pos + 4 + attr_len
+        if end > len(data):
+            raise MalformedMessage(f"attribute 0x{attr_type:04x} overruns the message")
+        pos = end + (-attr_len % 4)
+    try:
+        return _stun.parse_message(data)
+    except (ValueError, struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(str(exc) or type(exc).__name__) from exc
+
+
+def long_term_key(username: str, realm: str, password: str) -> bytes:
+    """RFC 8489 §9.2.2: MD5(username ":" realm ":" password)."""
+    return hashlib.md5(f"{username}:{realm}:{password}".encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Long-term credentials; the password never shows in repr or output."""
+
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password='***')"
+
+    @property
+    def masked(self) -> str:
+        return f"{self.username}:***"
+
+
+def clean_text(value: object, limit: int = 128) -> str:
+    """Server-supplied text (reason phrases, SOFTWARE) made safe to show: no control bytes."""
+    raw = str(value).rstrip("\x00")  # some servers count their NUL padding in the length
+    text = "".join(ch if ch.isprintable() else "?" for ch in raw).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_of(message: Message) -> tuple[int, str]:
+    """(code, cleaned reason phrase) of an error response; (0, '') when ERROR-CODE is missing."""
+    value = message.attributes.get("ERROR-CODE")
+    if not value:
+        return 0, ""
+    return int(value[0]), clean_text(value[1])
+
+
+_METHOD_NAMES = {
+    "BINDING": "Binding",
+    "ALLOCATE": "Allocate",
+    "REFRESH": "Refresh",
+    "SEND": "Send",
+    "DATA": "Data",
+    "CREATE_PERMISSION": "CreatePermission",
+    "CHANNEL_BIND": "ChannelBind",
+}
+
+
+def method_name(method: Method) -> str:
+    """The RFC's spelling of a method: Allocate, CreatePermission, ..."""
+    return _METHOD_NAMES.get(method.name, method.name.title())
+
+
+def family_attribute(address: str) -> int:
+    """REQUESTED-ADDRESS-FAMILY value (RFC 8656 §18.11): family byte, then 3 bytes RFFU."""
+    return (0x02 if ":" in address else 0x01) << 24

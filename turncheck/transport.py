@@ -1,0 +1,549 @@
+"""The only module that touches sockets: UDP with RFC 8489 retransmission, TCP/TLS framing.
+
+A Channel carries STUN transactions to a server. UDP channels use an unconnected
+socket with IP_RECVERR so that one socket can talk to several servers (as a
+browser's host candidate does), still learn about ICMP errors per destination,
+and notice answers that come from another address than the one asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from turncheck import stun
+from turncheck.errors import (
+    CheckFailure,
+    ConnectFailure,
+    ProtocolFailure,
+    TlsFailure,
+    TransactionTimeout,
+)
+
+Address = tuple[str, int]
+
+# Linux constants Python's socket module does not export everywhere.
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_MAX_IGNORED_NOTES = 4
+_CLOSE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """RFC 8489 §6.2.1 retransmission parameters; a check's deadline cuts the schedule."""
+
+    rto: float = 0.5
+    max_sends: int = 7  # Rc
+    last_wait_factor: int = 16  # Rm
+
+    def waits(self) -> list[float]:
+        """Seconds to wait after each send: RTO, 2·RTO, 4·RTO, ..., then Rm·RTO."""
+        out = [self.rto * (2**i) for i in range(self.max_sends - 1)]
+        return [*out, self.rto * self.last_wait_factor]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A matched, validated response to one request."""
+
+    message: stun.Message
+    rtt: float  # seconds, from the send it most plausibly answers
+    sends: int
+    source: Address
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: stun.Message
+    dest: Address
+    key: bytes | None
+    long_term: bool
+    future: asyncio.Future[tuple[stun.Message, Address, float]]
+    ignored: list[str] = field(default_factory=list)
+    ignored_count: int = 0
+
+    def ignore(self, why: str) -> None:
+        self.ignored_count += 1
+        if why not in self.ignored and len(self.ignored) < _MAX_IGNORED_NOTES:
+            self.ignored.append(why)
+
+    def notes(self) -> tuple[str, ...]:
+        if self.ignored_count > len(self.ignored):
+            return (*self.ignored, f"{self.ignored_count} ignored answers in all")
+        return tuple(self.ignored)
+
+
+def _norm(addr: Any) -> Address:
+    host = str(addr[0])
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host.split("%", 1)[0], int(addr[1])
+
+
+Tracer = Callable[[str, stun.Message, Address], None]
+DataHandler = Callable[[bytes, Address], None]
+
+
+class Channel:
+    """STUN transactions over one local socket or connection."""
+
+    reliable: bool = False
+
+    def __init__(self, tracer: Tracer | None = None) -> None:
+        self._pending: dict[bytes, _Pending] = {}
+        self._closed_reason: CheckFailure | None = None
+        self.tracer = tracer
+        self.on_data: DataHandler | None = None
+        self.on_indication: Callable[[stun.Message, Address], None] | None = None
+
+    # -- hooks for subclasses ------------------------------------------------------------
+
+    def _send_bytes(self, data: bytes, dest: Address) -> None:
+        raise NotImplementedError
+
+    @property
+    def local_address(self) -> Address:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def send_raw(self, data: bytes, dest: Address) -> None:
+        """Send bytes that need no answer (indications, ChannelData)."""
+        if self._closed_reason is not None:
+            raise self._closed_reason
+        self._send_bytes(data, dest)
+
+    def send_indication(self, message: stun.Message, dest: Address) -> None:
+        if self.tracer:
+            self.tracer("send", message, dest)
+        self.send_raw(bytes(message), dest)
+
+    async def request(
+        self,
+        message: stun.Message,
+        dest: Address,
+        *,
+        deadline: float,
+        policy: RetryPolicy,
+        key: bytes | None = None,
+        long_term: bool = False,
+        what: str = "request",
+    ) -> Answer:
+        """Run one transaction to the deadline (absolute loop time); raise CheckFailure."""
+        if self._closed_reason is not None:
+            raise self._closed_reason
+        loop = asyncio.get_running_loop()
+        pending = _Pending(message, _norm(dest), key, long_term, loop.create_future())
+        self._pending[message.transaction_id] = pending
+        data = bytes(message)
+        send_times: list[float] = []
+        start = loop.time()
+        try:
+            # RFC 8489 §6.2.2: no retransmission over TCP/TLS: one send, one timeout.
+            waits = [max(0.0, deadline - start)] if self.reliable else policy.waits()
+            for wait in waits:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                if self.tracer:
+                    self.tracer("send", message, pending.dest)
+                self._send_bytes(data, pending.dest)
+                send_times.append(now)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(min(deadline, now + wait)):
+                        await asyncio.shield(pending.future)
+                if pending.future.done():
+                    break
+            if not pending.future.done():
+                raise TransactionTimeout(
+                    what, len(send_times), loop.time() - start, pending.notes()
+                )
+            response, source, arrived = pending.future.result()
+        finally:
+            self._pending.pop(message.transaction_id, None)
+            if not pending.future.done():
+                pending.future.cancel()
+        # Karn: with retransmissions the answer's send is ambiguous; the latest send bounds it.
+        rtt = arrived - (send_times[0] if len(send_times) == 1 else send_times[-1])
+        return Answer(response, max(rtt, 0.0), len(send_times), source)
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def _deliver(self, data: bytes, source: Address) -> None:
+        if not stun.looks_like_stun(data):
+            if data and 0x40 <= data[0] <= 0x7F and self.on_data is not None:
+                self.on_data(data, source)
+            else:
+                self._ignore_for(source, f"{len(data)} bytes that are not STUN from {_fmt(source)}")
+            return
+        try:
+            message = stun.decode(data)
+        except stun.MalformedMessage as exc:
+            self._ignore_for(source, f"malformed answer from {_fmt(source)} ({exc})")
+            return
+        if self.tracer:
+            self.tracer("recv", message, source)
+        if message.message_class == stun.Class.INDICATION:
+            if self.on_indication is not None:
+                self.on_indication(message, source)
+            return
+        pending = self._pending.get(message.transaction_id)
+        if pending is None:
+            self._ignore_for(source, f"answer with an unknown transaction ID from {_fmt(source)}")
+            return
+        why = self._reject(pending, message, source)
+        if why:
+            pending.ignore(why)
+            return
+        if not pending.future.done():
+            pending.future.set_result((message, source, asyncio.get_running_loop().time()))
+
+    def _reject(self, pending: _Pending, message: stun.Message, source: Address) -> str | None:
+        if not self.reliable and source != pending.dest:
+            return f"answer from {_fmt(source)}, not from {_fmt(pending.dest)} as asked"
+        if message.message_class == stun.Class.REQUEST:
+            return "a request instead of a response"
+        if message.message_method != pending.request.message_method:
+            return (
+                f"{message.message_method.name} answer to a "
+                f"{pending.request.message_method.name} request"
+            )
+        if pending.key is not None:
+            code, _ = stun.error_of(message)
+            # RFC 8489 §9.2.5: 401/438 carry no usable integrity; everything else must.
+            exempt = (
+                pending.long_term
+                and message.message_class == stun.Class.ERROR
+                and code
+                in (
+                    401,
+                    438,
+                )
+            )
+            if not exempt:
+                if "MESSAGE-INTEGRITY" not in message.attributes:
+                    return "answer without MESSAGE-INTEGRITY to an authenticated request"
+                if not message.check_message_integrity(pending.key):
+                    return "answer with a bad MESSAGE-INTEGRITY"
+        return None
+
+    def _ignore_for(self, source: Address, why: str) -> None:
+        # Attribute it to the transactions sent to that source; if none, to all (we cannot tell).
+        targets = [p for p in self._pending.values() if self.reliable or p.dest == source]
+        for pending in targets or list(self._pending.values()):
+            pending.ignore(why)
+
+    def _fail_pending(self, exc: CheckFailure, dest: Address | None = None) -> None:
+        for pending in list(self._pending.values()):
+            if (dest is None or pending.dest == dest) and not pending.future.done():
+                pending.future.set_exception(exc)
+                # Mark retrieved: a failure with no waiter left must not warn at shutdown.
+                pending.future.exception()
+
+    def _close_with(self, exc: CheckFailure) -> None:
+        if self._closed_reason is None:
+            self._closed_reason = exc
+        self._fail_pending(exc)
+
+
+def _fmt(addr: Address) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _errno_failure(exc: OSError) -> ConnectFailure:
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        return ConnectFailure("refused", "connection refused (ICMP port unreachable or TCP RST)")
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return ConnectFailure("unreachable", exc.strerror or "no route to host")
+    if isinstance(exc, ConnectionResetError):
+        return ConnectFailure("reset", "connection reset by the server")
+    return ConnectFailure("error", exc.strerror or str(exc))
+
+
+# ---------------------------------------------------------------------------------------------
+# UDP
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, channel: UdpChannel) -> None:
+        self.channel = channel
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.channel._deliver(data, _norm(addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.channel._icmp_error(exc)
+
+
+class UdpChannel(Channel):
+    """An unconnected UDP socket: STUN to any number of servers, ICMP errors per destination."""
+
+    reliable = False
+
+    def __init__(self, sock: socket.socket, tracer: Tracer | None = None) -> None:
+        super().__init__(tracer)
+        self._sock = sock
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def open(cls, family: int, tracer: Tracer | None = None) -> UdpChannel:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+            sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
+            channel = cls(sock, tracer)
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(channel), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
+        channel._transport = transport
+        return channel
+
+    @property
+    def local_address(self) -> Address:
+        return _norm(self._sock.getsockname())
+
+    def _send_bytes(self, data: bytes, dest: Address) -> None:
+        assert self._transport is not None
+        self._transport.sendto(data, dest)
+
+    def _icmp_error(self, exc: Exception) -> None:
+        # With IP_RECVERR the error queue names the destination that failed (ip(7)).
+        drained = False
+        for _ in range(64):
+            try:
+                _, anc, _, addr = self._sock.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            drained = True
+            code = errno.ECONNREFUSED
+            for _level, _type, cdata in anc:
+                if len(cdata) >= 4:
+                    code = struct.unpack_from("=I", cdata, 0)[0]
+            failure = _errno_failure(OSError(code, _strerror(code)))
+            if addr:
+                self._fail_pending(failure, _norm(addr))
+        if (
+            not drained
+            and isinstance(exc, OSError)
+            and len({p.dest for p in self._pending.values()}) == 1
+        ):
+            self._fail_pending(_errno_failure(exc))
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._sock.close()
+        self._close_with(ConnectFailure("closed", "socket closed"))
+
+
+def _strerror(code: int) -> str:
+    try:
+        return os.strerror(code)
+    except ValueError:
+        return f"errno {code}"
+
+
+# ---------------------------------------------------------------------------------------------
+# TCP and TLS
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    version: str
+    cipher: str
+    verified: bool
+    peer_cert_der: bytes | None = field(default=None, repr=False)
+
+
+class StreamChannel(Channel):
+    """STUN over TCP or TLS: RFC 8489 §6.2.2 framing, no retransmission."""
+
+    reliable = True
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        server: Address,
+        tls: TlsInfo | None,
+        tracer: Tracer | None,
+    ) -> None:
+        super().__init__(tracer)
+        self._reader = reader
+        self._writer = writer
+        self.server = server
+        self.tls = tls
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def open(
+        cls,
+        server: Address,
+        *,
+        deadline: float,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        tracer: Tracer | None = None,
+    ) -> StreamChannel:
+        """Connect (and handshake) before the deadline or raise ConnectFailure/TlsFailure."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                reader, writer = await asyncio.open_connection(server[0], server[1])
+        except TimeoutError:
+            raise ConnectFailure("timeout", f"TCP connect to {_fmt(server)} timed out") from None
+        except OSError as exc:
+            raise _errno_failure(exc) from exc
+        tls: TlsInfo | None = None
+        if ssl_context is not None:
+            try:
+                loop = asyncio.get_running_loop()
+                await writer.start_tls(
+                    ssl_context,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=max(0.05, deadline - loop.time()),
+                )
+            except ssl.SSLCertVerificationError as exc:
+                writer.transport.abort()
+                raise _cert_failure(exc) from exc
+            except ssl.SSLError as exc:
+                writer.transport.abort()
+                raise TlsFailure("handshake", exc.reason or str(exc)) from exc
+            except TimeoutError:
+                writer.transport.abort()
+                raise TlsFailure("timeout", "the TLS handshake did not finish in time") from None
+            except (OSError, EOFError) as exc:
+                writer.transport.abort()
+                raise TlsFailure(
+                    "handshake", f"connection closed during the TLS handshake ({exc or 'EOF'})"
+                ) from exc
+            obj = writer.get_extra_info("ssl_object")
+            cipher = obj.cipher() if obj else None
+            tls = TlsInfo(
+                version=(obj.version() or "") if obj else "",
+                cipher=cipher[0] if cipher else "",
+                verified=ssl_context.verify_mode != ssl.CERT_NONE,
+                peer_cert_der=obj.getpeercert(binary_form=True) if obj else None,
+            )
+        return cls(reader, writer, server, tls, tracer)
+
+    @property
+    def local_address(self) -> Address:
+        return _norm(self._writer.get_extra_info("sockname"))
+
+    def _send_bytes(self, data: bytes, dest: Address) -> None:
+        if self._writer.is_closing():
+            raise self._closed_reason or ConnectFailure("closed", "connection closed")
+        # RFC 8656 §12.5: ChannelData over a stream is padded to a multiple of four.
+        self._writer.write(data + bytes(-len(data) % 4))
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                head = await self._reader.readexactly(4)
+                if head[0] & 0xC0 == 0:
+                    length = struct.unpack_from("!H", head, 2)[0]
+                    rest = await self._reader.readexactly(16 + length)
+                    self._deliver(head + rest, self.server)
+                elif head[0] & 0xC0 == 0x40:
+                    length = struct.unpack_from("!H", head, 2)[0]
+                    body = await self._reader.readexactly(length + (-length % 4))
+                    if self.on_data is not None:
+                        self.on_data(head + body[:length], self.server)
+                else:
+                    self._close_with(
+                        ProtocolFailure(
+                            "not-stun",
+                            f"the server sent bytes that are not STUN framing ({head.hex()}...)",
+                        )
+                    )
+                    return
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial or self._pending:
+                what = "mid-message" if exc.partial else "before answering"
+                self._close_with(
+                    ConnectFailure("closed", f"the server closed the connection {what}")
+                )
+            else:
+                self._close_with(ConnectFailure("closed", "the server closed the connection"))
+        except ssl.SSLError as exc:
+            self._close_with(TlsFailure("handshake", exc.reason or str(exc)))
+        except OSError as exc:
+            failure = _errno_failure(exc)
+            if failure.kind == "reset":
+                failure = ConnectFailure(
+                    "reset", "connection reset by the server (connection lost)"
+                )
+            self._close_with(failure)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        self._close_with(ConnectFailure("closed", "connection closed"))
+        if not self._writer.is_closing():
+            self._writer.close()
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._writer.wait_closed()
+        except (TimeoutError, OSError, ssl.SSLError):
+            self._writer.transport.abort()
+
+
+def _cert_failure(exc: ssl.SSLCertVerificationError) -> TlsFailure:
+    message = exc.verify_message or exc.reason or str(exc)
+    code = exc.verify_code
+    # OpenSSL X509_V_ERR_*: 10 expired, 9 not yet valid, 18/19 self-signed, 20/21 untrusted,
+    # 62 hostname mismatch, 64 IP mismatch.
+    if code == 10:
+        kind = "expired"
+    elif code == 9:
+        kind = "not-yet-valid"
+    elif code in (18, 19):
+        kind = "self-signed"
+    elif code in (20, 21, 2):
+        kind = "untrusted"
+    elif code in (62, 64) or "mismatch" in message.lower():
+        kind = "hostname"
+    else:
+        kind = "verify"
+    return TlsFailure(kind, message)
+
+
+def monotonic() -> float:
+    """Loop time when a loop runs, else monotonic clock (same clock on Linux)."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()

@@ -1,0 +1,199 @@
+"""Our TURN client (RFC 8656) over a transport.Channel.
+
+aioice's TurnClient only asks for UDP relays over UDP/TCP, retransmits over TCP,
+and its close() does not wait for the Refresh(0): an allocation outlives the
+loop and eats the user's quota (486). Allocation here is an async context
+manager whose exit awaits the delete, on error and on cancellation (Ctrl-C) too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from turncheck import stun
+from turncheck.errors import AuthFailure, CheckFailure, ErrorResponse, ProtocolFailure
+from turncheck.transport import Address, Answer, Channel, RetryPolicy
+
+DELETE_TIMEOUT = 2.0  # seconds allowed for Refresh(0), whatever the check's deadline
+
+
+class Redirect(Exception):
+    """300 Try Alternate: the caller reconnects to `alternate` (RFC 8489 §10)."""
+
+    def __init__(self, alternate: Address) -> None:
+        super().__init__(f"redirected to {alternate[0]}:{alternate[1]}")
+        self.alternate = alternate
+
+
+class Allocation:
+    """One TURN allocation on one channel; `async with` guarantees the delete."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        server: Address,
+        credentials: stun.Credentials | None,
+        *,
+        policy: RetryPolicy,
+        transport_name: str = "udp",
+    ) -> None:
+        self.channel = channel
+        self.server = server
+        self.credentials = credentials
+        self.policy = policy
+        self.transport_name = transport_name
+        self.realm: str | None = None
+        self.nonce: bytes | None = None
+        self.key: bytes | None = None
+        self.relayed: Address | None = None
+        self.mapped: Address | None = None
+        self.lifetime: int | None = None
+        self.software: str | None = None
+        self.first_rtt: float | None = None
+        self.deleted: bool | None = None  # None: nothing to delete
+        self._maybe_allocated = False
+
+    async def __aenter__(self) -> Allocation:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.delete()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _what(self, method: str) -> str:
+        return f"TURN {method} ({self.transport_name})"
+
+    async def _send(
+        self, message: stun.Message, deadline: float, *, signed: bool, what: str
+    ) -> Answer:
+        if signed:
+            assert self.credentials is not None and self.key is not None
+            message.attributes["USERNAME"] = self.credentials.username
+            message.attributes["REALM"] = self.realm
+            message.attributes["NONCE"] = self.nonce
+            message.add_message_integrity(self.key)
+        else:
+            message.add_fingerprint()
+        return await self.channel.request(
+            message,
+            self.server,
+            deadline=deadline,
+            policy=self.policy,
+            key=self.key if signed else None,
+            long_term=True,
+            what=what,
+        )
+
+    def _learn_challenge(self, message: stun.Message) -> None:
+        realm = message.attributes.get("REALM")
+        nonce = message.attributes.get("NONCE")
+        if not realm or not nonce:
+            missing = " and ".join(n for n, v in (("REALM", realm), ("NONCE", nonce)) if not v)
+            raise ProtocolFailure("missing-attribute", f"the server's 401/438 has no {missing}")
+        self.realm = str(realm)
+        self.nonce = bytes(nonce)
+        if self.credentials is not None:
+            self.key = stun.long_term_key(
+                self.credentials.username, self.realm, self.credentials.password
+            )
+
+    async def authed(
+        self,
+        method: stun.Method,
+        attributes: dict[str, Any],
+        deadline: float,
+        *,
+        mark_allocated: bool = False,
+    ) -> stun.Message:
+        """An authenticated request with one retry on 438 Stale Nonce (RFC 8656 §6.4)."""
+        name = stun.method_name(method)
+        for attempt in range(2):
+            message = stun.Message(method, stun.Class.REQUEST, attributes=dict(attributes))
+            if mark_allocated:
+                self._maybe_allocated = True
+            answer = await self._send(message, deadline, signed=True, what=self._what(name))
+            response = answer.message
+            if response.message_class == stun.Class.RESPONSE:
+                return response
+            code, phrase = stun.error_of(response)
+            if code == 438 and attempt == 0:
+                self._learn_challenge(response)
+                continue
+            if code == 300:
+                raise Redirect(alternate_of(response))
+            if code in (401, 441):
+                raise AuthFailure(name, code, phrase)
+            raise ErrorResponse(name, code, phrase)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def allocate(self, deadline: float) -> None:
+        """Allocate a UDP relay: challenge, authenticated retry, 438 once (RFC 8656 §7)."""
+        attrs: dict[str, Any] = {"REQUESTED-TRANSPORT": stun.REQUESTED_TRANSPORT_UDP}
+        if ":" in self.server[0]:
+            # As libwebrtc does: over IPv6 to the server, ask for an IPv6 relay (RFC 8656 §7.1).
+            attrs["REQUESTED-ADDRESS-FAMILY"] = stun.family_attribute(self.server[0])
+        first = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST, attributes=dict(attrs))
+        answer = await self._send(first, deadline, signed=False, what=self._what("Allocate"))
+        self.first_rtt = answer.rtt
+        response = answer.message
+        if response.message_class == stun.Class.ERROR:
+            code, phrase = stun.error_of(response)
+            if code == 300:
+                raise Redirect(alternate_of(response))
+            if code != 401:
+                raise ErrorResponse("Allocate", code, phrase)
+            self._learn_challenge(response)
+            if self.credentials is None:
+                raise AuthFailure("Allocate", code, phrase)
+            response = await self.authed(stun.Method.ALLOCATE, attrs, deadline, mark_allocated=True)
+        else:
+            self._maybe_allocated = True
+        relayed = response.attributes.get("XOR-RELAYED-ADDRESS")
+        if relayed is None:
+            raise ProtocolFailure(
+                "missing-attribute", "the Allocate success response has no XOR-RELAYED-ADDRESS"
+            )
+        self.relayed = (str(relayed[0]), int(relayed[1]))
+        mapped = response.attributes.get("XOR-MAPPED-ADDRESS")
+        self.mapped = (str(mapped[0]), int(mapped[1])) if mapped else None
+        self.lifetime = response.attributes.get("LIFETIME")
+        software = response.attributes.get("SOFTWARE")
+        self.software = stun.clean_text(software) if software else None
+
+    async def delete(self) -> None:
+        """Refresh LIFETIME=0 (RFC 8656 §8); bounded; on every path, even when cancelled."""
+        if not self._maybe_allocated or self.deleted is not None:
+            return
+        self._maybe_allocated = False
+        if self.key is None:
+            # An allocation made without authentication is deleted unauthenticated.
+            self.deleted = await self._delete_unsigned()
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DELETE_TIMEOUT
+        try:
+            await self.authed(stun.Method.REFRESH, {"LIFETIME": 0}, deadline)
+            self.deleted = True
+        except ErrorResponse as exc:
+            # 437: no such allocation (the Allocate never reached the server): nothing left.
+            self.deleted = exc.code == 437
+        except (CheckFailure, Redirect):
+            self.deleted = False
+
+    async def _delete_unsigned(self) -> bool:
+        loop = asyncio.get_running_loop()
+        message = stun.Message(stun.Method.REFRESH, stun.Class.REQUEST, attributes={"LIFETIME": 0})
+        with contextlib.suppress(CheckFailure):
+            await self._send(message, loop.time() + DELETE_TIMEOUT, signed=False, what="Refresh")
+            return True
+        return False
+
+
+def alternate_of(response: stun.Message) -> Address:
+    alternate = response.attributes.get("ALTERNATE-SERVER")
+    if alternate is None:
+        raise ProtocolFailure("missing-attribute", "300 Try Alternate without ALTERNATE-SERVER")
+    return (str(alternate[0]), int(alternate[1]))
