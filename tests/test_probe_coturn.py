@@ -340,3 +340,41 @@ def test_ctrl_c_mid_allocation_still_deletes_it(coturn_factory) -> None:
     assert "interrupted" in err
     log = server.log_text()
     assert "lifetime=0" in log, "the interrupted probe must send Refresh(0)"
+
+
+def test_dry_run_sends_no_dns_query_and_no_packet(cli, dns_server) -> None:
+    dns = dns_server(hosts=[("turn.test", "127.0.0.1")])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.setblocking(False)
+    try:
+        port = listener.getsockname()[1]
+        before = dns.log_text().count("query[")
+        result = cli(
+            "probe",
+            "turn:turn.test",
+            f"stun:127.0.0.1:{port}",
+            *CREDS,
+            "--dns-server",
+            dns.address,
+            "--dry-run",
+        )
+        assert result.code == 0
+        assert "turn:turn.test" in result.out and "nothing sent" in result.out
+        with pytest.raises(BlockingIOError):
+            listener.recv(2048)
+        # The same command without --dry-run does query: the log is a working witness.
+        cli(
+            "probe",
+            f"stun:turn.test:{port}",
+            "--transport",
+            "udp",
+            "--dns-server",
+            dns.address,
+            "--timeout",
+            "0.5",
+        )
+        assert dns.log_text().count("query[") > before
+    finally:
+        listener.close()
+    assert dns.log_text().count("query[") - before == 2  # A and AAAA of the real run only

@@ -85,4 +85,7 @@ def test_error_phrase_is_cleaned_of_control_bytes() -> None:
 def test_long_term_key_is_md5_of_user_realm_password() -> None:
     import hashlib
 
-    assert stun.long_term_key("alice", "example.org", "pw") == hashlib.md5(b"alice:example.org:pw").digest()
+    assert (
+        stun.long_term_key("alice", "example.org", "pw")
+        == hashlib.md5(b"alice:example.org:pw").digest()
+    )
