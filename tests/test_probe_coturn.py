@@ -275,16 +275,17 @@ def test_dns_failures_are_failed_checks_not_crashes(cli, dns_server) -> None:
     assert fallback["via"] == "no SRV at _stun._udp.plain.test; A/AAAA plain.test"
 
 
-def test_allocations_are_deleted_so_a_quota_of_one_allows_probe_after_probe(
+def test_allocations_are_deleted_so_a_small_quota_allows_probe_after_probe(
     cli, coturn_factory
 ) -> None:
-    server = coturn_factory(extra=["user-quota=1"], tls=False)
+    # Each probe holds two allocations at once (the relay check's pair): quota 2.
+    server = coturn_factory(extra=["user-quota=2"], tls=False)
     url = f"turn:127.0.0.1:{server.port}"
     for transport in ("udp", "tcp", "udp"):
         result = _retry_quota(cli, f"{url}?transport={transport}")
         assert result.code == 0, result.out
     # Refresh(0) answered for every allocation: coturn logs the deletion request.
-    assert server.log_text().count("lifetime=0") >= 3
+    assert server.log_text().count("lifetime=0") >= 6
 
 
 def _retry_quota(cli, url: str):
@@ -293,8 +294,7 @@ def _retry_quota(cli, url: str):
     deadline = time.monotonic() + 3
     while True:
         result = cli("probe", url, *CREDS, "--json")
-        codes = [c["error"]["code"] for c in result.json()["checks"] if c["error"]]
-        if codes != [486] or time.monotonic() > deadline:
+        if result.code == 0 or "486" not in result.out or time.monotonic() > deadline:
             return result
         time.sleep(0.2)
 

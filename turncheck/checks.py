@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turncheck import stun
-from turncheck.errors import CheckFailure, ErrorResponse, ProtocolFailure
+from turncheck.errors import CheckFailure, ErrorResponse, ProtocolFailure, RelayFailure
 from turncheck.explain import explain
+from turncheck.relay import PATHS, RelayResult, RelaySettings, echo_between, echo_via_peer
 from turncheck.report import Candidate, CheckResult
 from turncheck.resolve import Endpoint
 from turncheck.transport import (
@@ -37,6 +38,7 @@ class CheckSettings:
     ssl_context: ssl.SSLContext | None = None
     insecure: bool = False
     tracer: Tracer | None = None
+    relay: RelaySettings | None = field(default_factory=RelaySettings)  # None: no relay check
 
 
 def make_ssl_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
@@ -265,8 +267,11 @@ async def allocate_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
             )
             async with allocation:
                 await allocation.allocate(deadline)
+                relay = None
+                if settings.relay is not None:
+                    relay = await _relay_check(ep, server, allocation, settings, settings.relay)
             tls = channel.tls if isinstance(channel, StreamChannel) else None
-            return _allocation_result(ep, allocation, settings, tls)
+            return _allocation_result(ep, allocation, settings, tls, relay)
 
     try:
         return await _follow_redirect(ep, attempt)
@@ -274,8 +279,44 @@ async def allocate_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
         return failed(ep, "turn", exc)
 
 
+async def _relay_check(
+    ep: Endpoint,
+    server: Address,
+    a: Allocation,
+    settings: CheckSettings,
+    relay: RelaySettings,
+) -> RelayResult:
+    """Echo through allocation A: via a second allocation on the same server, or --peer."""
+    loop = asyncio.get_running_loop()
+    budget = settings.timeout + len(PATHS) * (relay.count * relay.interval + relay.grace)
+    deadline = loop.time() + budget
+    if relay.peer is not None:
+        return await echo_via_peer(a, relay.peer, relay, deadline)
+    peer_text = "a second allocation on the same server"
+    try:
+        async with open_channel(ep, server, settings, deadline) as channel:
+            b = Allocation(
+                channel,
+                server,
+                a.credentials,
+                policy=settings.policy,
+                transport_name=ep.target.transport.value,
+            )
+            async with b:
+                await b.allocate(deadline)
+                return await echo_between(a, b, relay, deadline)
+    except (CheckFailure, Redirect) as exc:
+        reason = explain(exc).reason if isinstance(exc, CheckFailure) else str(exc)
+        failure = RelayFailure("second-allocation", reason)
+        return RelayResult(peer_text, None, {}, explain(failure))
+
+
 def _allocation_result(
-    ep: Endpoint, allocation: Allocation, settings: CheckSettings, tls: TlsInfo | None
+    ep: Endpoint,
+    allocation: Allocation,
+    settings: CheckSettings,
+    tls: TlsInfo | None,
+    relay: RelayResult | None,
 ) -> CheckResult:
     assert allocation.relayed is not None
     transport = ep.target.transport.value
@@ -310,10 +351,13 @@ def _allocation_result(
         details["software"] = str(allocation.software)
     if allocation.credentials is not None:
         details["username"] = allocation.credentials.username
+    relay_failed = relay is not None and not relay.ok
     return CheckResult(
         **_base(ep, "turn"),
-        ok=True,
+        ok=not relay_failed,
         rtt_ms=None if allocation.first_rtt is None else allocation.first_rtt * 1000,
         candidates=tuple(candidates),
+        error=relay.error if relay is not None and relay_failed else None,
         details=details,
+        relay=relay,
     )

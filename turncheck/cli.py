@@ -33,6 +33,7 @@ from turncheck.plan import (
     parse_transports,
     require_credentials,
 )
+from turncheck.relay import RelaySettings
 from turncheck.report import Report
 from turncheck.stun import Credentials
 from turncheck.urls import parse_url
@@ -153,6 +154,26 @@ def probe(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; send no packet and no DNS query.")
     ] = False,
+    count: Annotated[
+        int, typer.Option("--count", help="Relay check: packets per relaying path.")
+    ] = 10,
+    size: Annotated[int, typer.Option("--size", help="Relay check: bytes per packet.")] = 100,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Relay check: milliseconds between packets.")
+    ] = 20.0,
+    peer: Annotated[
+        str | None,
+        typer.Option("--peer", help="Relay to this UDP echo peer IP:PORT, not a 2nd allocation."),
+    ] = None,
+    relay_only: Annotated[
+        bool,
+        typer.Option(
+            "--relay-only", help='Pass only if a relay check passes (iceTransportPolicy "relay").'
+        ),
+    ] = False,
+    no_relay: Annotated[
+        bool, typer.Option("--no-relay", help="Allocate only; skip the relay check.")
+    ] = False,
 ) -> None:
     """Probe ICE servers: STUN Binding and TURN Allocate, every address, every transport."""
     from turncheck.resolve import parse_dns_server
@@ -170,6 +191,11 @@ def probe(
     entries = [ServerEntry(parse_url(text), creds, source) for text in texts]
     require_credentials(entries)
     targets = build_targets(entries, override)
+    relay = None if no_relay else relay_settings(count, size, interval, peer)
+    if relay_only and (relay is None or not any(t.url.is_turn for t in targets)):
+        raise InputError(
+            "--relay-only needs a turn: or turns: URL and the relay check (no --no-relay)"
+        )
     console = out_console()
 
     if dry_run:
@@ -184,7 +210,7 @@ def probe(
         raise typer.Exit(ExitStatus.OK)
 
     families = (socket.AF_INET,) if ipv4 else (socket.AF_INET6,) if ipv6 else None
-    report = _run(targets, server, families, timeout, ca_file, insecure)
+    report = _run(targets, server, families, timeout, ca_file, insecure, relay, relay_only)
     if json_out:
         from turncheck.render.json import render as render_json
 
@@ -203,6 +229,8 @@ def _run(
     timeout: float,
     ca_file: Path | None,
     insecure: bool,
+    relay: RelaySettings | None,
+    relay_only: bool,
 ) -> Report:
     import ssl
 
@@ -214,13 +242,28 @@ def _run(
         context = make_ssl_context(str(ca_file) if ca_file else None, insecure)
     except (ssl.SSLError, OSError) as exc:
         raise InputError(f"--ca-file '{ca_file}': not a usable PEM CA file ({exc})") from None
-    settings = CheckSettings(timeout=timeout, ssl_context=context, insecure=insecure)
+    settings = CheckSettings(timeout=timeout, ssl_context=context, insecure=insecure, relay=relay)
     resolver = Resolver(
         dns_server,
         timeout=timeout,
         **({"families": families} if families else {}),
     )
-    return asyncio.run(run_probe(targets, resolver, settings))
+    return asyncio.run(run_probe(targets, resolver, settings, relay_only=relay_only))
+
+
+def relay_settings(count: int, size: int, interval_ms: float, peer: str | None) -> RelaySettings:
+    """Validate the relay options; InputError naming the option."""
+    from turncheck.relay import MAX_SIZE, MIN_SIZE
+    from turncheck.resolve import parse_ip_port
+
+    if not 1 <= count <= 10000:
+        raise InputError(f"--count {count}: give 1 to 10000 packets")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise InputError(f"--size {size}: give {MIN_SIZE} to {MAX_SIZE} bytes")
+    if not 0 <= interval_ms <= 10000:
+        raise InputError(f"--interval {interval_ms:g}: give 0 to 10000 milliseconds")
+    peer_addr = parse_ip_port(peer, "--peer", default_port=None) if peer else None
+    return RelaySettings(count=count, size=size, interval=interval_ms / 1000, peer=peer_addr)
 
 
 def _error_line(message: str) -> None:

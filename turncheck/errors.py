@@ -9,7 +9,8 @@
         ├── TransactionTimeout  no acceptable answer before the deadline
         ├── ErrorResponse       the server answered with a STUN error code
         ├── AuthFailure         401 after a credentialed retry
-        └── ProtocolFailure     an answer that breaks the protocol (missing attribute, loop)
+        ├── ProtocolFailure     an answer that breaks the protocol (missing attribute, loop)
+        └── RelayFailure        the allocation works but relayed packets do not come back
 
 Everything below the CLI raises these; nothing below the CLI prints.
 """
@@ -83,5 +84,13 @@ class ProtocolFailure(CheckFailure):
     def __init__(self, kind: str, detail: str) -> None:
         # kind: missing-attribute | alternate-loop | bad-answer | not-stun
         super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class RelayFailure(CheckFailure):
+    def __init__(self, kind: str, detail: str) -> None:
+        # kind: broken | second-allocation
+        super().__init__(f"relay {kind}: {detail}")
         self.kind = kind
         self.detail = detail

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from turncheck.errors import (
     AuthFailure,
@@ -12,9 +13,13 @@ from turncheck.errors import (
     DnsFailure,
     ErrorResponse,
     ProtocolFailure,
+    RelayFailure,
     TlsFailure,
     TransactionTimeout,
 )
+
+if TYPE_CHECKING:
+    from turncheck.report import CheckResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,32 @@ STUN_CODES: dict[int, tuple[str, str]] = {
     508: (
         "the server is out of relay capacity (508 Insufficient Capacity)",
         "raise total-quota or the relay port range (min-port/max-port) on the server",
+    ),
+}
+
+# Codes whose meaning depends on the method that drew them.
+METHOD_CODES: dict[tuple[str, int], tuple[str, str]] = {
+    ("CreatePermission", 403): (
+        "the server refuses to relay to that peer address (403 Forbidden)",
+        "check denied-peer-ip / allowed-peer-ip / loopback rules (allow-loopback-peers) "
+        "on the server",
+    ),
+    ("ChannelBind", 403): (
+        "the server refuses to bind a channel to that peer address (403 Forbidden)",
+        "check denied-peer-ip / allowed-peer-ip / loopback rules (allow-loopback-peers) "
+        "on the server",
+    ),
+}
+
+_RELAY = {
+    "broken": (
+        "relay path broken: {detail}",
+        "check relay-ip / external-ip on the TURN server and the firewall on its relay "
+        "ports (min-port..max-port)",
+    ),
+    "second-allocation": (
+        "could not open the second allocation for the relay check: {detail}",
+        "the relay check needs two allocations at once: check user-quota and total-quota",
     ),
 }
 
@@ -188,14 +219,20 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
             "check -u/-p; with a shared secret (use-auth-secret) the username carries the expiry",
         )
     if isinstance(failure, ErrorResponse):
-        meaning, hint = STUN_CODES.get(
-            failure.code,
-            (f"the server answered error {failure.code}", "look at the server's logs"),
+        meaning, hint = METHOD_CODES.get(
+            (failure.method, failure.code),
+            STUN_CODES.get(
+                failure.code,
+                (f"the server answered error {failure.code}", "look at the server's logs"),
+            ),
         )
         phrase = f": '{failure.phrase}'" if failure.phrase else ""
         return Explanation(failure.code, f"{failure.method}: {meaning}{phrase}", hint)
     if isinstance(failure, ProtocolFailure):
         reason, hint = _PROTOCOL.get(failure.kind, _PROTOCOL["bad-answer"])
+        return Explanation(None, reason.format(detail=failure.detail), hint)
+    if isinstance(failure, RelayFailure):
+        reason, hint = _RELAY.get(failure.kind, _RELAY["broken"])
         return Explanation(None, reason.format(detail=failure.detail), hint)
     if isinstance(failure, CheckFailure):
         return Explanation(None, str(failure), "see --help")
@@ -261,3 +298,42 @@ def _list(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def relay_notes(checks: Sequence[CheckResult]) -> tuple[str, ...]:
+    """Warnings a passing relay check still deserves: loss, one path only."""
+    notes: list[str] = []
+    for check in checks:
+        relay = check.relay
+        if relay is None or not relay.ok or relay.stats is None:
+            continue
+        stats = relay.stats
+        where = f"{check.url} ({check.transport}, {check.server})"
+        if stats.received < stats.sent:
+            notes.append(
+                f"relay loss {stats.loss_pct:.0f} % ({stats.received} of {stats.sent} packets "
+                f"came back) on {where}: expect choppy media; check the path to the relay ports"
+            )
+        failed = [name for name, value in relay.paths.items() if isinstance(value, Explanation)]
+        silent = [
+            name
+            for name, value in relay.paths.items()
+            if not isinstance(value, Explanation) and value.received == 0
+        ]
+        if failed or silent:
+            bad = ", ".join(failed + silent)
+            notes.append(f"{where}: relaying works over {stats.path} but not over {bad}")
+    return tuple(notes)
+
+
+def relay_only_verdict(checks: Sequence[CheckResult], base: str) -> str:
+    """iceTransportPolicy "relay": the run stands or falls with the relay checks alone."""
+    relays = [c for c in checks if c.relay is not None]
+    working = [c for c in relays if c.relay is not None and c.relay.ok]
+    if working:
+        where = _list([t.upper() for t in sorted({c.transport for c in working}, key=_order)])
+        passed = f"{len(working)} of {len(relays)} relay checks passed"
+        return f"relay-only: TURN relays media over {where} ({passed})"
+    if not relays:
+        return "relay-only: no relay check could run (no TURN allocation succeeded)"
+    return f"relay-only: no relay check passed; {base}"

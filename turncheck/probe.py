@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 
 from turncheck.checks import CheckSettings, UdpPool, allocate_check, binding_check, failed
 from turncheck.errors import DnsFailure
-from turncheck.explain import Outcome, explain, verdict
+from turncheck.explain import Outcome, explain, relay_notes, relay_only_verdict, verdict
 from turncheck.nat import symmetric_from_bindings
 from turncheck.plan import Target
 from turncheck.report import CheckResult, Report
@@ -55,15 +55,26 @@ async def _run_target(
     return [task.result() for task in tasks]
 
 
-async def run_probe(targets: list[Target], resolver: Resolver, settings: CheckSettings) -> Report:
+async def run_probe(
+    targets: list[Target],
+    resolver: Resolver,
+    settings: CheckSettings,
+    *,
+    relay_only: bool = False,
+) -> Report:
     """Every target at once: the run costs about its slowest check."""
     async with UdpPool(settings.tracer) as pool, asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(_run_target(target, resolver, settings, pool)) for target in targets
         ]
     checks = tuple(result for task in tasks for result in task.result())
+    text = verdict([Outcome(c.transport, c.kind, c.ok, c.timed_out, c.port) for c in checks])
+    if relay_only:
+        text = relay_only_verdict(checks, text)
     return Report(
         checks=checks,
         nat=symmetric_from_bindings(checks),
-        verdict=verdict([Outcome(c.transport, c.kind, c.ok, c.timed_out, c.port) for c in checks]),
+        verdict=text,
+        notes=relay_notes(checks),
+        relay_only=relay_only,
     )

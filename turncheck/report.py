@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from turncheck.explain import Explanation
+
+if TYPE_CHECKING:
+    from turncheck.relay import RelayResult
 
 SCHEMA = 1
 
@@ -99,12 +102,13 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     # Where the server saw us: (local socket, mapped address) for the NAT comparison.
     local: str | None = None
+    relay: RelayResult | None = None  # the relay check of a TURN allocation
 
     def candidate(self, ctype: str) -> Candidate | None:
         return next((c for c in self.candidates if c.type == ctype), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "url": self.url,
             "server": self.server,
             "transport": self.transport,
@@ -118,6 +122,9 @@ class CheckResult:
             "via": self.via,
             "details": dict(self.details),
         }
+        if self.kind == "turn":
+            out["relay_test"] = None if self.relay is None else self.relay.to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +147,12 @@ class Report:
     nat: NatVerdict
     verdict: str
     notes: tuple[str, ...] = ()
+    relay_only: bool = False  # iceTransportPolicy "relay": only relay checks count
 
     @property
     def ok(self) -> bool:
+        if self.relay_only:
+            return any(c.relay is not None and c.relay.ok for c in self.checks)
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
@@ -153,4 +163,5 @@ class Report:
             "checks": [c.to_json() for c in self.checks],
             "nat": self.nat.to_json(),
             "notes": list(self.notes),
+            "relay_only": self.relay_only,
         }

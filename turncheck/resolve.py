@@ -48,6 +48,11 @@ class Endpoint:
 
 def parse_dns_server(text: str) -> tuple[str, int]:
     """'IP[:PORT]' or '[IPv6]:PORT' → (ip, port); InputError otherwise."""
+    return parse_ip_port(text, "--dns-server", default_port=53)
+
+
+def parse_ip_port(text: str, option: str, *, default_port: int | None) -> tuple[str, int]:
+    """'IP[:PORT]' or '[IPv6]:PORT' → (ip, port); InputError naming the option otherwise."""
     raw = text.strip()
     host, port_text = raw, ""
     if raw.startswith("["):
@@ -55,14 +60,17 @@ def parse_dns_server(text: str) -> tuple[str, int]:
         port_text = rest[1:] if rest.startswith(":") else rest
     elif raw.count(":") == 1:
         host, _, port_text = raw.partition(":")
+    form = "IP[:PORT]" if default_port is not None else "IP:PORT"
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise InputError(f"--dns-server: '{text}' is not an IP address (IP[:PORT])") from None
+        raise InputError(f"{option}: '{text}' is not an IP address ({form})") from None
     if not port_text:
-        return host, 53
+        if default_port is None:
+            raise InputError(f"{option}: '{text}' has no port ({form})")
+        return host, default_port
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise InputError(f"--dns-server: bad port in '{text}'")
+        raise InputError(f"{option}: bad port in '{text}'")
     return host, int(port_text)
 
 

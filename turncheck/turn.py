@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
+from collections.abc import Callable
 from typing import Any
 
 from turncheck import stun
@@ -17,6 +19,10 @@ from turncheck.errors import AuthFailure, CheckFailure, ErrorResponse, ProtocolF
 from turncheck.transport import Address, Answer, Channel, RetryPolicy
 
 DELETE_TIMEOUT = 2.0  # seconds allowed for Refresh(0), whatever the check's deadline
+FIRST_CHANNEL = 0x4000  # RFC 8656 §12: channel numbers 0x4000-0x4FFF
+
+# (peer address, payload, path): path is "channel" (ChannelData) or "indication" (Data).
+PeerDataHandler = Callable[[Address, bytes, str], None]
 
 
 class Redirect(Exception):
@@ -53,6 +59,7 @@ class Allocation:
         self.software: str | None = None
         self.first_rtt: float | None = None
         self.deleted: bool | None = None  # None: nothing to delete
+        self._channels: dict[int, Address] = {}
         self._maybe_allocated = False
 
     async def __aenter__(self) -> Allocation:
@@ -60,6 +67,55 @@ class Allocation:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.delete()
+
+    # -- relaying (RFC 8656 §9-12) -------------------------------------------------------------
+
+    async def create_permission(self, peer_ip: str, deadline: float) -> None:
+        """CreatePermission for one peer IP (the port is ignored by the server, §9.1)."""
+        await self.authed(
+            stun.Method.CREATE_PERMISSION, {"XOR-PEER-ADDRESS": (peer_ip, 0)}, deadline
+        )
+
+    async def channel_bind(self, number: int, peer: Address, deadline: float) -> None:
+        """Bind a channel number to a peer (it also installs or refreshes the permission)."""
+        attrs = {"CHANNEL-NUMBER": number, "XOR-PEER-ADDRESS": peer}
+        await self.authed(stun.Method.CHANNEL_BIND, attrs, deadline)
+        self._channels[number] = peer
+
+    def send_indication(self, peer: Address, data: bytes) -> None:
+        """Send indication: data to a peer, no channel needed (indications are not signed)."""
+        message = stun.Message(
+            stun.Method.SEND,
+            stun.Class.INDICATION,
+            attributes={"XOR-PEER-ADDRESS": peer, "DATA": data},
+        )
+        self.channel.send_indication(message, self.server)
+
+    def send_channel(self, number: int, data: bytes) -> None:
+        """ChannelData: a 4-byte header instead of a 36-byte STUN message (§12.4)."""
+        self.channel.send_raw(struct.pack("!HH", number, len(data)) + data, self.server)
+
+    def on_peer_data(self, handler: PeerDataHandler) -> None:
+        """Deliver data relayed from peers, by ChannelData or Data indication."""
+
+        def channel_data(data: bytes, source: Address) -> None:
+            if len(data) < 4 or source != self.server:
+                return
+            number, length = struct.unpack_from("!HH", data, 0)
+            peer = self._channels.get(number)
+            if peer is not None and 4 + length <= len(data):
+                handler(peer, data[4 : 4 + length], "channel")
+
+        def indication(message: stun.Message, source: Address) -> None:
+            if message.message_method != stun.Method.DATA or source != self.server:
+                return
+            peer = message.attributes.get("XOR-PEER-ADDRESS")
+            payload = message.attributes.get("DATA")
+            if peer is not None and payload is not None:
+                handler((str(peer[0]), int(peer[1])), bytes(payload), "indication")
+
+        self.channel.on_data = channel_data
+        self.channel.on_indication = indication
 
     # -- requests ---------------------------------------------------------------------------
 

@@ -41,6 +41,24 @@ def _details(check: CheckResult) -> Text:
     return Text("; ".join(parts), style="dim")
 
 
+def _relay(check: CheckResult) -> Text:
+    relay = check.relay
+    if relay is None:
+        return Text("")
+    if relay.stats is None:
+        return Text("failed", style="red")
+    st = relay.stats
+    assert st.rtt_min is not None and st.rtt_avg is not None and st.rtt_max is not None
+    style = "green" if st.received == st.sent else "yellow"
+    text = Text(f"{st.received}/{st.sent} {st.path}, loss {st.loss_pct:.0f} %", style=style)
+    text.append(
+        f"\nrtt {st.rtt_min * 1000:.1f}/{st.rtt_avg * 1000:.1f}/{st.rtt_max * 1000:.1f} ms"
+        f", jitter {(st.jitter or 0) * 1000:.2f} ms",
+        style="dim",
+    )
+    return text
+
+
 def _rtt(check: CheckResult) -> str:
     return "" if check.rtt_ms is None else f"{check.rtt_ms:.1f}"
 
@@ -55,6 +73,7 @@ def table(report: Report) -> Table:
     t.add_column("srflx", overflow="fold")
     t.add_column("relay", overflow="fold")
     t.add_column("RTT ms", justify="right")
+    t.add_column("relay echo (min/avg/max)")
     t.add_column("details", overflow="fold", ratio=1)
     for check in report.checks:
         srflx = check.candidate("srflx")
@@ -68,6 +87,7 @@ def table(report: Report) -> Table:
             srflx.hostport if srflx else "",
             relay.hostport if relay else "",
             _rtt(check),
+            _relay(check),
             _details(check),
         )
     return t

@@ -1,0 +1,192 @@
+"""The relay check: packets really cross the TURN relay, against a real coturn."""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.servers.coturn import Coturn
+from tests.servers.ports import free_port_block
+
+CREDS = ("-u", "alice", "-p", "s3cret")
+
+
+def turn_checks(doc: dict) -> list[dict]:
+    return [c for c in doc["checks"] if c["kind"] == "turn"]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_relay_echo_over_each_control_transport(
+    cli, coturn: Coturn, ca_file: Path, transport: str
+) -> None:
+    url = (
+        f"turns:localhost:{coturn.tls_port}?transport=tcp"
+        if transport == "tls"
+        else f"turn:127.0.0.1:{coturn.port}?transport={transport}"
+    )
+    result = cli("probe", url, *CREDS, "--ca-file", str(ca_file), "--count", "20", "--json")
+    assert result.code == 0, result.out
+    (check,) = turn_checks(result.json())
+    relay = check["relay_test"]
+    assert relay["path"] == "channel"
+    assert relay["sent"] == relay["received"] == 20
+    assert relay["loss_pct"] == 0
+    assert 0 < relay["rtt_ms"]["min"] <= relay["rtt_ms"]["avg"] <= relay["rtt_ms"]["max"]
+    assert relay["jitter_ms"] >= 0
+    assert relay["duplicates"] == 0
+    assert relay["paths"]["indication"] == {"ok": True, "sent": 3, "received": 3}
+    assert relay["paths"]["channel"] == {"ok": True, "sent": 20, "received": 20}
+    assert relay["error"] is None
+    assert relay["peer"].startswith("the second allocation 127.0.0.1:")
+
+
+def test_relay_columns_in_the_table(cli, coturn: Coturn) -> None:
+    result = cli("probe", f"turn:127.0.0.1:{coturn.port}?transport=udp", *CREDS)
+    assert result.code == 0
+    assert "10/10 channel, loss 0 %" in result.out
+    assert "jitter" in result.out
+
+
+def test_denied_peer_ip_gives_403_explained(cli, coturn_factory) -> None:
+    server = coturn_factory(extra=["denied-peer-ip=127.0.0.1"], tls=False)
+    result = cli("probe", f"turn:127.0.0.1:{server.port}?transport=udp", *CREDS, "--json")
+    assert result.code == 1
+    (check,) = turn_checks(result.json())
+    assert check["ok"] is False
+    assert check["candidates"][1]["type"] == "relay"  # the allocation itself worked
+    error = check["relay_test"]["error"]
+    assert error["code"] == 403
+    assert "refuses to relay to that peer address" in error["reason"]
+    assert "denied-peer-ip" in error["hint"]
+    assert check["error"] == error
+
+
+@contextmanager
+def udp_echo_peer() -> Iterator[tuple[str, int]]:
+    """A UDP echo server on loopback, like turnutils_peer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        for _ in range(100_000):  # bounded
+            if stop.is_set():
+                return
+            ready, _, _ = select.select([sock], [], [], 0.05)
+            if ready:
+                data, addr = sock.recvfrom(65535)
+                sock.sendto(data, addr)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+def test_peer_option_relays_to_an_outside_echo_peer(cli, coturn: Coturn) -> None:
+    with udp_echo_peer() as (host, port):
+        result = cli(
+            "probe",
+            f"turn:127.0.0.1:{coturn.port}?transport=tcp",
+            *CREDS,
+            "--peer",
+            f"{host}:{port}",
+            "--count",
+            "5",
+            "--size",
+            "1200",
+            "--interval",
+            "5",
+            "--json",
+        )
+    assert result.code == 0, result.out
+    (check,) = turn_checks(result.json())
+    relay = check["relay_test"]
+    assert relay["peer"] == f"the peer {host}:{port}"
+    assert relay["sent"] == relay["received"] == 5
+
+
+def test_silent_peer_means_relay_path_broken(cli, coturn: Coturn) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        result = cli(
+            "probe",
+            f"turn:127.0.0.1:{coturn.port}?transport=udp",
+            *CREDS,
+            "--peer",
+            f"127.0.0.1:{port}",
+            "--count",
+            "3",
+            "--json",
+        )
+    finally:
+        silent.close()
+    assert result.code == 1
+    (check,) = turn_checks(result.json())
+    error = check["relay_test"]["error"]
+    assert error["reason"].startswith("relay path broken: permission granted but nothing came back")
+    assert "relay-ip / external-ip" in error["hint"]
+    assert check["relay_test"]["paths"]["channel"] == {"ok": False, "sent": 3, "received": 0}
+
+
+def test_relay_only_counts_only_relay_checks(cli, coturn: Coturn, coturn_factory) -> None:
+    closed = free_port_block(1)
+    ok = cli(
+        "probe",
+        f"stun:127.0.0.1:{closed}",
+        f"turn:127.0.0.1:{coturn.port}?transport=udp",
+        *CREDS,
+        "--relay-only",
+        "--json",
+    )
+    doc = ok.json()
+    assert ok.code == 0, ok.out
+    assert doc["ok"] is True and doc["relay_only"] is True
+    assert any(not c["ok"] for c in doc["checks"])  # the STUN failure is shown, not counted
+    assert doc["verdict"].startswith("relay-only: TURN relays media over UDP")
+    denied = coturn_factory(extra=["denied-peer-ip=127.0.0.1"], tls=False)
+    bad = cli(
+        "probe", f"turn:127.0.0.1:{denied.port}?transport=udp", *CREDS, "--relay-only", "--json"
+    )
+    assert bad.code == 1
+    assert bad.json()["verdict"].startswith("relay-only: no relay check passed")
+
+
+@pytest.mark.parametrize(
+    ("args", "culprit"),
+    [
+        (["--relay-only", "stun:127.0.0.1:3478"], "--relay-only needs a turn"),
+        (["--relay-only", "--no-relay", "turn:127.0.0.1:3478", *CREDS], "--relay-only"),
+        (["--count", "0", "turn:127.0.0.1:3478", *CREDS], "--count 0"),
+        (["--size", "8", "turn:127.0.0.1:3478", *CREDS], "--size 8"),
+        (["--size", "9000", "turn:127.0.0.1:3478", *CREDS], "--size 9000"),
+        (["--interval", "-1", "turn:127.0.0.1:3478", *CREDS], "--interval -1"),
+        (["--peer", "127.0.0.1", "turn:127.0.0.1:3478", *CREDS], "has no port"),
+        (["--peer", "peer.example:7", "turn:127.0.0.1:3478", *CREDS], "not an IP address"),
+    ],
+)
+def test_bad_relay_options_exit_2(cli, args: list[str], culprit: str) -> None:
+    result = cli("probe", *args)
+    assert result.code == 2
+    assert culprit in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_no_relay_skips_the_relay_check(cli, coturn: Coturn) -> None:
+    result = cli(
+        "probe", f"turn:127.0.0.1:{coturn.port}?transport=udp", *CREDS, "--no-relay", "--json"
+    )
+    assert result.code == 0
+    assert turn_checks(result.json())[0]["relay_test"] is None

@@ -1,0 +1,310 @@
+"""The relay check: real packets through a TURN allocation, echoed back, measured.
+
+Client to client (as `turnutils_uclient -y`): allocation A sends numbered
+packets to allocation B's relayed address, B echoes them to A's. Both legs
+are client-initiated, so this works through any NAT. Both relaying paths are
+exercised in turn: a short Send/Data indication probe first (before any
+ChannelBind, which would turn the peer's data into ChannelData), then the
+measured ChannelData run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from turncheck.errors import CheckFailure, RelayFailure
+from turncheck.explain import Explanation, explain
+from turncheck.transport import Address
+from turncheck.turn import FIRST_CHANNEL, Allocation
+
+_MAGIC = b"TCrl"
+_HEADER = struct.Struct("!4s8sI")  # magic, run id, sequence number
+MIN_SIZE = _HEADER.size
+MAX_SIZE = 1400  # stay under a 1500-byte MTU with IP, UDP and TURN headers
+PATHS = ("indication", "channel")
+INDICATION_PROBE = 3  # packets on the Send/Data indication path
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """What the relay check sends: --count packets of --size bytes every --interval seconds."""
+
+    count: int = 10
+    size: int = 100
+    interval: float = 0.02
+    peer: Address | None = None  # an outside UDP echo peer instead of a second allocation
+    grace: float = 1.0  # how long to wait for the last echoes after the last send
+
+
+@dataclass(frozen=True, slots=True)
+class PathStats:
+    """Echo statistics of one relaying path."""
+
+    path: str
+    sent: int
+    received: int
+    rtt_min: float | None
+    rtt_avg: float | None
+    rtt_max: float | None
+    jitter: float | None
+    out_of_order: int
+    duplicates: int
+
+    @property
+    def loss_pct(self) -> float:
+        return 0.0 if self.sent == 0 else 100.0 * (self.sent - self.received) / self.sent
+
+    def to_json(self) -> dict[str, Any]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 3)
+
+        return {
+            "path": self.path,
+            "sent": self.sent,
+            "received": self.received,
+            "loss_pct": round(self.loss_pct, 2),
+            "rtt_ms": {"min": ms(self.rtt_min), "avg": ms(self.rtt_avg), "max": ms(self.rtt_max)},
+            "jitter_ms": ms(self.jitter),
+            "out_of_order": self.out_of_order,
+            "duplicates": self.duplicates,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    """The relay check of one allocation: its main path's figures, each path's outcome."""
+
+    peer: str  # "second allocation at <addr>" or the --peer address
+    stats: PathStats | None  # the path reported: channel when it works, else indication
+    paths: dict[str, PathStats | Explanation] = field(default_factory=dict)
+    error: Explanation | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.stats is not None and self.stats.received > 0
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.stats.to_json() if self.stats else {"path": None}
+        out["peer"] = self.peer
+        out["paths"] = {
+            name: (
+                {"ok": value.received > 0, "sent": value.sent, "received": value.received}
+                if isinstance(value, PathStats)
+                else {"ok": False, "error": _error_json(value)}
+            )
+            for name, value in self.paths.items()
+        }
+        out["error"] = _error_json(self.error) if self.error else None
+        return out
+
+
+def _error_json(e: Explanation) -> dict[str, Any]:
+    return {"code": e.code, "reason": e.reason, "hint": e.hint}
+
+
+class EchoMeter:
+    """Numbers packets, matches their echoes, and computes loss, RTT and jitter."""
+
+    def __init__(self, path: str, count: int, size: int) -> None:
+        self.path = path
+        self.count = count
+        self.size = size
+        self.run_id = os.urandom(8)
+        self.sent_at: list[float | None] = [None] * count
+        self.rtts: list[float] = []  # in arrival order
+        self.seen: set[int] = set()
+        self.highest = -1
+        self.out_of_order = 0
+        self.duplicates = 0
+        self.all_back = asyncio.Event()
+
+    def packet(self, seq: int) -> bytes:
+        head = _HEADER.pack(_MAGIC, self.run_id, seq)
+        return head + bytes(self.size - len(head))
+
+    def sent(self, seq: int, when: float) -> None:
+        self.sent_at[seq] = when
+
+    def echo(self, payload: bytes, when: float) -> None:
+        if len(payload) < _HEADER.size:
+            return
+        magic, run_id, seq = _HEADER.unpack_from(payload, 0)
+        if magic != _MAGIC or run_id != self.run_id or not 0 <= seq < self.count:
+            return
+        sent = self.sent_at[seq]
+        if sent is None:
+            return
+        if seq in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(seq)
+        if seq < self.highest:
+            self.out_of_order += 1
+        self.highest = max(self.highest, seq)
+        self.rtts.append(when - sent)
+        if len(self.seen) == sum(1 for t in self.sent_at if t is not None) == self.count:
+            self.all_back.set()
+
+    def stats(self) -> PathStats:
+        sent = sum(1 for t in self.sent_at if t is not None)
+        if not self.rtts:
+            return PathStats(self.path, sent, 0, None, None, None, None, 0, self.duplicates)
+        # RFC 3550 §6.4.1 interarrival jitter, applied to successive round trips.
+        jitter = 0.0
+        for before, after in zip(self.rtts, self.rtts[1:], strict=False):
+            jitter += (abs(after - before) - jitter) / 16
+        return PathStats(
+            self.path,
+            sent,
+            len(self.seen),
+            min(self.rtts),
+            sum(self.rtts) / len(self.rtts),
+            max(self.rtts),
+            jitter,
+            self.out_of_order,
+            self.duplicates,
+        )
+
+
+async def _pump(
+    meter: EchoMeter, send: Callable[[bytes], None], settings: RelaySettings, deadline: float
+) -> PathStats:
+    """Send the numbered packets on schedule, then wait for the echoes (bounded)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for seq in range(meter.count):
+        # Pacing, not waiting on an outcome: packet i leaves at start + i·interval.
+        delay = start + seq * settings.interval - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if loop.time() >= deadline:
+            break
+        now = loop.time()
+        meter.sent(seq, now)
+        send(meter.packet(seq))
+    rtt_max = max(meter.rtts, default=0.0)
+    wait_until = min(deadline, loop.time() + max(settings.grace, 3 * rtt_max))
+    try:
+        async with asyncio.timeout_at(wait_until):
+            await meter.all_back.wait()
+    except TimeoutError:
+        pass
+    return meter.stats()
+
+
+def _choose(paths: dict[str, PathStats | Explanation]) -> PathStats | None:
+    for name in ("channel", "indication"):
+        value = paths.get(name)
+        if isinstance(value, PathStats) and value.received > 0:
+            return value
+    return None
+
+
+def _broken(peer_text: str) -> RelayFailure:
+    return RelayFailure(
+        "broken", f"permission granted but nothing came back from {peer_text} through the relay"
+    )
+
+
+async def echo_between(
+    a: Allocation, b: Allocation, settings: RelaySettings, deadline: float
+) -> RelayResult:
+    """A sends to B's relayed address; B echoes each packet to A's by the path it came."""
+    assert a.relayed is not None and b.relayed is not None
+    a_relay, b_relay = a.relayed, b.relayed
+
+    def at_b(peer: Address, payload: bytes, path: str) -> None:
+        if peer[0] != a_relay[0]:
+            return
+        if path == "channel":
+            b.send_channel(FIRST_CHANNEL, payload)
+        else:
+            b.send_indication(a_relay, payload)
+
+    b.on_peer_data(at_b)
+
+    async def permit() -> None:
+        await asyncio.gather(
+            a.create_permission(b_relay[0], deadline), b.create_permission(a_relay[0], deadline)
+        )
+
+    async def bind() -> None:
+        await asyncio.gather(
+            a.channel_bind(FIRST_CHANNEL, b_relay, deadline),
+            b.channel_bind(FIRST_CHANNEL, a_relay, deadline),
+        )
+
+    text = f"the second allocation {_fmt(b_relay)}"
+    return await _echo(a, b_relay, text, permit, bind, settings, deadline)
+
+
+async def echo_via_peer(
+    a: Allocation, peer: Address, settings: RelaySettings, deadline: float
+) -> RelayResult:
+    """Relay to an outside UDP echo peer (like turnutils_peer)."""
+
+    async def permit() -> None:
+        await a.create_permission(peer[0], deadline)
+
+    async def bind() -> None:
+        await a.channel_bind(FIRST_CHANNEL, peer, deadline)
+
+    return await _echo(a, peer, f"the peer {_fmt(peer)}", permit, bind, settings, deadline)
+
+
+async def _echo(
+    a: Allocation,
+    peer: Address,
+    peer_text: str,
+    permit: Callable[[], Awaitable[None]],
+    bind: Callable[[], Awaitable[None]],
+    settings: RelaySettings,
+    deadline: float,
+) -> RelayResult:
+    """Permissions; a short Send/Data indication probe; ChannelBind; the measured ChannelData run.
+
+    The indication probe goes first because once a channel is bound, the server
+    relays the peer's data as ChannelData (RFC 8656 §12). It sends at most
+    INDICATION_PROBE packets: enough to tell whether the path works, cheap in time.
+    """
+    loop = asyncio.get_running_loop()
+    meters: dict[str, EchoMeter] = {}
+
+    def at_a(source: Address, payload: bytes, path: str) -> None:
+        meter = meters.get(path)
+        if meter is not None and source == peer:
+            meter.echo(payload, loop.time())
+
+    a.on_peer_data(at_a)
+    try:
+        await permit()
+    except CheckFailure as exc:
+        return RelayResult(peer_text, None, {}, explain(exc))
+    paths: dict[str, PathStats | Explanation] = {}
+    probe = EchoMeter("indication", min(settings.count, INDICATION_PROBE), settings.size)
+    meters["indication"] = probe
+    paths["indication"] = await _pump(
+        probe, lambda data: a.send_indication(peer, data), settings, deadline
+    )
+    try:
+        await bind()
+    except CheckFailure as exc:
+        paths["channel"] = explain(exc)
+    else:
+        meters["channel"] = EchoMeter("channel", settings.count, settings.size)
+        paths["channel"] = await _pump(
+            meters["channel"], lambda data: a.send_channel(FIRST_CHANNEL, data), settings, deadline
+        )
+    stats = _choose(paths)
+    if stats is None:
+        return RelayResult(peer_text, None, paths, explain(_broken(peer_text)))
+    return RelayResult(peer_text, stats, paths)
+
+
+def _fmt(addr: Address) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
