@@ -10,7 +10,7 @@ import pytest
 
 from turncheck.cli import main
 
-pytest_plugins = ["tests.servers.fixtures"]
+pytest_plugins = ["tests.servers.fixtures", "tests.lab.netns"]
 
 
 @dataclass

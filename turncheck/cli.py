@@ -33,6 +33,7 @@ from turncheck.plan import (
     parse_transports,
     require_credentials,
 )
+from turncheck.nat import NatReport
 from turncheck.relay import RelaySettings
 from turncheck.report import Report
 from turncheck.stun import Credentials
@@ -220,6 +221,109 @@ def probe(
 
         render_table(report, console)
     raise typer.Exit(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
+
+
+@app.command()
+def nat(
+    urls: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="STUN/TURN URLs usable over UDP. None: the default STUN servers.",
+            show_default=False,
+        ),
+    ] = None,
+    dns_server: Annotated[
+        str | None,
+        typer.Option("--dns-server", help="Send every DNS query to IP[:PORT] (dnspython)."),
+    ] = None,
+    ipv4: Annotated[bool, typer.Option("-4", "--ipv4", help="IPv4 addresses only.")] = False,
+    ipv6: Annotated[bool, typer.Option("-6", "--ipv6", help="IPv6 addresses only.")] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds for each answered test.")
+    ] = 3.0,
+    filter_timeout: Annotated[
+        float,
+        typer.Option("--filter-timeout", help="Seconds to wait for change-request answers."),
+    ] = 1.0,
+    classic: Annotated[
+        bool, typer.Option("--classic", help="Also run pystun3's RFC 3489 test as a cross-check.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; send no packet and no DNS query.")
+    ] = False,
+) -> None:
+    """NAT behaviour (RFC 5780): mapping, filtering, NAT type, public address, advice."""
+    from turncheck.resolve import parse_dns_server
+    from turncheck.urls import Transport
+
+    if ipv4 and ipv6:
+        raise InputError("-4 and -6 exclude each other")
+    for name, value in (("--timeout", timeout), ("--filter-timeout", filter_timeout)):
+        if not 0 < value <= 60:
+            raise InputError(f"{name} {value:g}: give seconds between 0 and 60")
+    server = parse_dns_server(dns_server) if dns_server else None
+    texts = list(urls) if urls else list(DEFAULT_STUN_SERVERS)
+    entries = [ServerEntry(parse_url(text)) for text in texts]
+    targets = [t for t in build_targets(entries, (Transport.UDP,)) if t.transport is Transport.UDP]
+    if not targets:
+        raise InputError("turncheck nat needs a stun: or turn: URL usable over UDP")
+    if dry_run:
+        from turncheck.render import plan as plan_render
+
+        if json_out:
+            from turncheck.render.json import dumps
+
+            print(dumps(plan_render.plan_json(targets, server)))
+        else:
+            plan_render.render(targets, server, out_console())
+        raise typer.Exit(ExitStatus.OK)
+    families = (socket.AF_INET,) if ipv4 else (socket.AF_INET6,) if ipv6 else None
+    report = asyncio.run(_nat(targets, server, families, timeout, filter_timeout, classic))
+    if json_out:
+        from turncheck.render.json import dumps
+
+        print(dumps(report.to_json()))
+    else:
+        from turncheck.render.nat import render as render_nat
+
+        render_nat(report, out_console())
+    raise typer.Exit(ExitStatus.OK if report.answered else ExitStatus.CHECK_FAILED)
+
+
+async def _nat(
+    targets: list[Target],
+    dns_server: tuple[str, int] | None,
+    families: tuple[int, ...] | None,
+    timeout: float,
+    filter_timeout: float,
+    classic: bool,
+) -> NatReport:
+    from turncheck.errors import DnsFailure
+    from turncheck.nat import classic_check, discover
+    from turncheck.resolve import Resolver
+
+    resolver = Resolver(dns_server, timeout=timeout, **({"families": families} if families else {}))
+    found = await asyncio.gather(*(resolver.endpoints(t) for t in targets), return_exceptions=True)
+    servers: list[tuple[str, int]] = []
+    for result in found:
+        if isinstance(result, DnsFailure):
+            continue
+        if isinstance(result, BaseException):
+            raise result
+        servers.extend((e.address, e.port) for e in result)
+    report = await discover(servers, timeout=timeout, filter_timeout=filter_timeout)
+    if classic and report.server is not None and servers:
+        from dataclasses import replace
+
+        primary = next(s for s in servers if _hostport(s) == report.server)
+        check = await classic_check(primary, report.classic)
+        report = replace(report, classic_check=check)
+    return report
+
+
+def _hostport(addr: tuple[str, int]) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 def _run(

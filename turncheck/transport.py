@@ -66,6 +66,7 @@ class Answer:
 class _Pending:
     request: stun.Message
     dest: Address
+    source: Address  # where the answer must come from: dest, or another address (RFC 5780)
     key: bytes | None
     long_term: bool
     future: asyncio.Future[tuple[stun.Message, Address, float]]
@@ -147,12 +148,19 @@ class Channel:
         key: bytes | None = None,
         long_term: bool = False,
         what: str = "request",
+        expect_source: Address | None = None,
     ) -> Answer:
-        """Run one transaction to the deadline (absolute loop time); raise CheckFailure."""
+        """Run one transaction to the deadline (absolute loop time); raise CheckFailure.
+
+        expect_source: the address the answer must come from when it is not `dest`
+        (a CHANGE-REQUEST is answered from the server's other address, RFC 5780 §4.4).
+        """
         if self._closed_reason is not None:
             raise self._closed_reason
         loop = asyncio.get_running_loop()
-        pending = _Pending(message, _norm(dest), key, long_term, loop.create_future())
+        target = _norm(dest)
+        source = _norm(expect_source) if expect_source is not None else target
+        pending = _Pending(message, target, source, key, long_term, loop.create_future())
         self._pending[message.transaction_id] = pending
         data = bytes(message)
         send_times: list[float] = []
@@ -218,8 +226,8 @@ class Channel:
             pending.future.set_result((message, source, asyncio.get_running_loop().time()))
 
     def _reject(self, pending: _Pending, message: stun.Message, source: Address) -> str | None:
-        if not self.reliable and source != pending.dest:
-            return f"answer from {_fmt(source)}, not from {_fmt(pending.dest)} as asked"
+        if not self.reliable and source != pending.source:
+            return f"answer from {_fmt(source)}, not from {_fmt(pending.source)} as expected"
         if message.message_class == stun.Class.REQUEST:
             return "a request instead of a response"
         if message.message_method != pending.request.message_method:
@@ -248,7 +256,9 @@ class Channel:
 
     def _ignore_for(self, source: Address, why: str) -> None:
         # Attribute it to the transactions sent to that source; if none, to all (we cannot tell).
-        targets = [p for p in self._pending.values() if self.reliable or p.dest == source]
+        targets = [
+            p for p in self._pending.values() if self.reliable or source in (p.dest, p.source)
+        ]
         for pending in targets or list(self._pending.values()):
             pending.ignore(why)
 

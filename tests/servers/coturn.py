@@ -3,18 +3,22 @@
 Every server gets its own work directory, config file, user database, pid file,
 log file and unique ports, so several can run at once next to each other (and
 next to a system coturn, which is left alone).  Only loopback addresses are
-used.
+used -- except with ``netns=``: then turnserver runs inside that (test-created)
+network namespace, on its addresses.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import select
+import shlex
 import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +36,10 @@ __all__ = ["RELAY_RANGE_SIZE", "Coturn", "running_coturn", "stun_binding_ok"]
 TURNSERVER = "turnserver"
 RELAY_RANGE_SIZE = 50
 STOP_TIMEOUT = 5.0
+# Inside a fresh network namespace every port is free: fixed ports, one coturn
+# per namespace.
+NETNS_PORT = 3478
+NETNS_RELAY_MIN_PORT = 49152
 
 _MAGIC_COOKIE = 0x2112A442
 _BAD_CONFIG = re.compile(r"Bad configuration format: (\S+)")
@@ -52,6 +60,7 @@ class Coturn:
     config_path: Path = field(default=None)  # type: ignore[assignment]
     stdout_path: Path = field(default=None)  # type: ignore[assignment]
     startup_seconds: float = 0.0  # how long readiness took
+    netns: str | None = None  # network namespace it runs in (None: this one)
     _port_blocks: list[tuple[int, int]] = field(default_factory=list, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -175,17 +184,19 @@ def _write_config(
     cert: Path | None,
     pkey: Path | None,
     extra: Sequence[str],
+    relay_ips: Sequence[str] | None = None,
 ) -> None:
     extra_names = {_option_name(e) for e in extra}
     lines = [
         "# written by tests/servers/coturn.py",
         *(f"listening-ip={h}" for h in hosts),
     ]
-    relay_ips = []
-    if any(":" not in h for h in hosts):
-        relay_ips.append("127.0.0.1")
-    if any(":" in h for h in hosts):
-        relay_ips.append("::1")
+    if relay_ips is None:
+        relay_ips = []
+        if any(":" not in h for h in hosts):
+            relay_ips.append("127.0.0.1")
+        if any(":" in h for h in hosts):
+            relay_ips.append("::1")
     lines += [f"relay-ip={ip}" for ip in relay_ips]
     lines += [
         f"listening-port={port}",
@@ -225,6 +236,8 @@ def running_coturn(
     cert_hostnames: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
     extra: Sequence[str] = (),
     ready_timeout: float = 10.0,
+    netns: str | None = None,
+    relay_ips: Sequence[str] | None = None,
 ) -> Iterator[Coturn]:
     """Start turnserver with its own config in *workdir*, wait until it answers,
     yield a :class:`Coturn`, and always stop it afterwards.
@@ -232,6 +245,12 @@ def running_coturn(
     Ports: a block of 4 (tls) or 2 consecutive ports: ``port``, ``port+1``
     (coturn's default alt-listening-port for RFC 5780), ``tls_port = port+2``,
     ``tls_port+1`` (alt TLS port), plus a separate range of 50 relay ports.
+
+    *netns*: run it as ``ip netns exec <netns> turnserver`` (the namespace
+    must exist and own *hosts*).  Ports are then fixed (3478, TLS 3480, relays
+    49152-49201; one server per namespace) and readiness is probed from inside
+    the namespace.  *relay_ips*: the ``relay-ip=`` lines (default: 127.0.0.1
+    and/or ::1, matching *hosts*).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -249,17 +268,21 @@ def running_coturn(
 
     blocks: list[tuple[int, int]] = []
     n_listen = 4 if tls else 2
-    port = free_port_block(n_listen, host=main_host, extra_hosts=extra_hosts)
-    blocks.append((port, n_listen))
-    try:
-        relay_hosts = tuple(["127.0.0.1"] * bool(v4) + ["::1"] * bool(v6))
-        min_port = free_port_block(
-            RELAY_RANGE_SIZE, host=relay_hosts[0], extra_hosts=relay_hosts[1:]
-        )
-    except BaseException:
-        release_ports(port, n_listen)
-        raise
-    blocks.append((min_port, RELAY_RANGE_SIZE))
+    if netns is not None:
+        # a fresh namespace: nothing else listens there, no host checks
+        port, min_port = NETNS_PORT, NETNS_RELAY_MIN_PORT
+    else:
+        port = free_port_block(n_listen, host=main_host, extra_hosts=extra_hosts)
+        blocks.append((port, n_listen))
+        try:
+            relay_hosts = tuple(["127.0.0.1"] * bool(v4) + ["::1"] * bool(v6))
+            min_port = free_port_block(
+                RELAY_RANGE_SIZE, host=relay_hosts[0], extra_hosts=relay_hosts[1:]
+            )
+        except BaseException:
+            release_ports(port, n_listen)
+            raise
+        blocks.append((min_port, RELAY_RANGE_SIZE))
     max_port = min_port + RELAY_RANGE_SIZE - 1
     tls_port = port + 2 if tls else 0
 
@@ -295,12 +318,18 @@ def running_coturn(
         cert=cert_path,
         pkey=pkey_path,
         extra=extra,
+        relay_ips=relay_ips,
     )
 
+    argv = [TURNSERVER, "-c", str(config_path)]
+    if netns is not None:
+        # `ip netns exec` execs turnserver: the Popen pid is turnserver's own,
+        # so stop() signals the server itself.
+        argv = ["ip", "netns", "exec", netns, *argv]
     started = time.monotonic()
     with stdout_path.open("wb") as out:
         process = subprocess.Popen(
-            [TURNSERVER, "-c", str(config_path)],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -319,10 +348,14 @@ def running_coturn(
         max_port=max_port,
         config_path=config_path,
         stdout_path=stdout_path,
+        netns=netns,
         _port_blocks=blocks,
     )
     try:
-        _wait_ready(server, main_host, ready_timeout, started)
+        if netns is None:
+            _wait_ready(server, main_host, ready_timeout, started)
+        else:
+            _wait_ready_netns(server, netns, main_host, ready_timeout, started)
         server.startup_seconds = time.monotonic() - started
         # coturn ignores unknown config lines (logging "Bad configuration
         # format: <name>") and starts anyway; a typo in `extra` must not
@@ -359,4 +392,84 @@ def _wait_ready(server: Coturn, host: str, timeout: float, started: float) -> No
     state = f"udp_ok={udp_ok} tls_ok={tls_ok}"
     raise RuntimeError(
         f"turnserver not ready after {timeout:.1f} s ({state}); last log lines:\n{server.log_tail(40)}"
+    )
+
+
+def _netns_probe_script() -> str:
+    """Python source of a one-shot readiness probe to run inside a namespace:
+    argv host port tls_port deadline_seconds; exit 0 once UDP STUN Binding
+    works (and a TCP connect to tls_port, if not 0), 1 at the deadline.
+    Reuses this module's own probe functions verbatim."""
+    parts = [
+        "import os, select, socket, struct, sys, time",
+        f"_MAGIC_COOKIE = {_MAGIC_COOKIE:#x}",
+        inspect.getsource(_binding_request),
+        inspect.getsource(stun_binding_ok),
+        inspect.getsource(_tcp_connect_ok),
+        """
+host, port, tls_port, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+deadline = time.monotonic() + timeout
+udp_ok, tls_ok = False, not tls_port
+for _ in range(5000):
+    if not udp_ok:
+        udp_ok = stun_binding_ok(host, port, timeout=0.2)
+    if udp_ok and not tls_ok:
+        tls_ok = _tcp_connect_ok(host, tls_port, timeout=0.2)
+    if udp_ok and tls_ok:
+        print("ready")
+        sys.exit(0)
+    if time.monotonic() >= deadline:
+        break
+    time.sleep(0.01)
+print(f"udp_ok={udp_ok} tls_ok={tls_ok}")
+sys.exit(1)
+""",
+    ]
+    return "\n".join(parts)
+
+
+def _wait_ready_netns(
+    server: Coturn, netns: str, host: str, timeout: float, started: float
+) -> None:
+    """Like :func:`_wait_ready`, but the probes run inside *netns* (one
+    ``ip netns exec <netns> python -c ...`` process, bounded by *timeout*)."""
+    left = max(0.5, started + timeout - time.monotonic())
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", _netns_probe_script()]
+    argv += [host, str(server.port), str(server.tls_port), f"{left:.3f}"]
+    probe = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    state = "probe did not finish"
+    try:
+        hard_deadline = time.monotonic() + left + 5.0  # python start-up slack
+        for _ in range(100000):  # bounded count as well as time
+            rc = server.process.poll()
+            if rc is not None:
+                raise RuntimeError(
+                    f"turnserver (netns {netns}) exited early with code {rc}; "
+                    f"last log lines:\n{server.log_tail(40)}"
+                )
+            prc = probe.poll()
+            if prc is not None:
+                out = (probe.stdout.read() if probe.stdout else "").strip()
+                if prc == 0:
+                    return
+                state = out or f"probe exited with code {prc}"
+                break
+            if time.monotonic() >= hard_deadline:
+                break
+            time.sleep(0.01)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+        probe.wait(timeout=STOP_TIMEOUT)
+        if probe.stdout:
+            probe.stdout.close()
+    raise RuntimeError(
+        f"turnserver (netns {netns}) not ready after {timeout:.1f} s ({state}); "
+        f"probe: {shlex.join(argv[:5])} ...; last log lines:\n{server.log_tail(40)}"
     )

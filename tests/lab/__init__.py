@@ -1,0 +1,1 @@
+"""Network-namespace test lab (client — NAT — server) for NAT, firewall and loss tests."""

@@ -1,0 +1,97 @@
+"""NAT verdicts proven on real Linux NATs built in network namespaces (PROTOCOL.md recipes)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+EIM, ADM, APDM = "endpoint-independent", "address-dependent", "address-and-port-dependent"
+
+# mode → (mapping, filtering, classic, probe's symmetric line)
+EXPECTED = {
+    "none": (EIM, EIM, "open internet", False),
+    "masquerade": (EIM, APDM, "port-restricted cone", False),
+    "symmetric": (APDM, APDM, "symmetric", True),
+}
+
+
+@pytest.mark.parametrize("mode", list(EXPECTED))
+def test_nat_verdict_five_runs_out_of_five_and_the_probe_line(turn_lab, mode: str) -> None:
+    t = turn_lab(mode)
+    mapping, filtering, classic, symmetric = EXPECTED[mode]
+    for _ in range(5):
+        run = t.turncheck("nat", f"stun:{t.primary}", "--json")
+        assert run.code == 0, run.out + run.err
+        doc = run.json()
+        assert (doc["mapping"], doc["filtering"], doc["classic"]) == (mapping, filtering, classic)
+        assert doc["method"] == "rfc5780"
+        assert doc["symmetric"] is symmetric
+        assert doc["alg"] is False
+        public_ip = doc["public_address"].split(":")[0]
+        assert public_ip == (t.lab.client_ip if mode == "none" else t.lab.nat_outside_ip)
+    probe = t.turncheck(
+        "probe", f"stun:{t.primary}", f"stun:{t.secondary}", "--transport", "udp", "--json"
+    )
+    assert probe.code == 0
+    assert probe.json()["nat"]["symmetric"] is symmetric
+
+
+@pytest.mark.parametrize("mode", list(EXPECTED))
+def test_turnutils_natdiscovery_agrees_on_mapping(turn_lab, mode: str) -> None:
+    t = turn_lab(mode)
+    ours = t.turncheck("nat", f"stun:{t.primary}", "--json").json()["mapping"]
+    host, port = t.primary.split(":")
+    theirs = t.client(["turnutils_natdiscovery", "-m", "-p", port, host], timeout=20)
+    found = re.search(r"NAT with (.+) Mapping!", theirs.out)
+    assert found, theirs.out
+    assert found.group(1).lower().replace(" ", "-") == ours
+
+
+def test_udp_blocked_nat_verdict_and_probe_shows_tcp_tls_turn_working(turn_lab) -> None:
+    t = turn_lab("block-udp")
+    for _ in range(5):
+        run = t.turncheck("nat", f"stun:{t.primary}", "--timeout", "1", "--json")
+        assert run.code == 1  # no server answered
+        doc = run.json()
+        assert doc["classic"] == "UDP blocked"
+        assert doc["mapping"] is None and doc["filtering"] is None
+        assert doc["advice"].startswith("UDP is blocked: only TURN over TCP/TLS")
+    host = t.lab.server_ips[0]
+    probe = t.turncheck(
+        "probe",
+        f"turn:{host}:{t.coturn.port}",
+        f"turns:{host}:{t.coturn.tls_port}?transport=tcp",
+        "-u",
+        "alice",
+        "-p",
+        "s3cret",
+        "--ca-file",
+        str(t.ca_file),
+        "--timeout",
+        "1.5",
+        "--json",
+    )
+    assert probe.code == 1
+    doc = probe.json()
+    by = {(c["transport"], c["kind"]): c for c in doc["checks"]}
+    assert not by[("udp", "stun")]["ok"] and not by[("udp", "turn")]["ok"]
+    assert "UDP may be blocked" in by[("udp", "stun")]["error"]["hint"]
+    for transport in ("tcp", "tls"):
+        turn = by[(transport, "turn")]
+        assert turn["ok"], turn["error"]
+        assert turn["relay_test"]["received"] == turn["relay_test"]["sent"]
+    assert doc["verdict"].startswith(
+        "UDP looks blocked on this network (or at the server); TURN over TCP on "
+    )
+    assert "TLS on" in doc["verdict"]
+    assert doc["nat"]["symmetric"] is None
+
+
+def test_nat_table_output_in_the_lab(turn_lab) -> None:
+    t = turn_lab("masquerade")
+    run = t.turncheck("nat", f"stun:{t.primary}", "--classic")
+    assert run.code == 0
+    assert "port-restricted cone" in run.out
+    assert "advice: direct peer-to-peer works with most peers" in run.out
+    assert "classic RFC 3489 test (pystun3): " in run.out
