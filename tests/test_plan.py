@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from turncheck.config import Credentials
 from turncheck.errors import InputError
 from turncheck.plan import ServerEntry, build_targets, parse_transports, require_credentials
-from turncheck.stun import Credentials
 from turncheck.urls import Transport, parse_url
 
 U, T, S = Transport.UDP, Transport.TCP, Transport.TLS

@@ -13,10 +13,16 @@ import socket
 import sys
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:  # the engine (and rich, unused by --json) is imported when needed
+    from rich.console import Console
+
+    from turncheck.nat import NatReport
+    from turncheck.relay import RelaySettings
+    from turncheck.report import Report
 
 try:  # typer >= 0.20 vendors click privately; older releases use the click package
     from typer._click import exceptions as click_exc
@@ -24,6 +30,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from turncheck import __version__
+from turncheck.config import Credentials
 from turncheck.errors import InputError
 from turncheck.plan import (
     DEFAULT_STUN_SERVERS,
@@ -33,10 +40,6 @@ from turncheck.plan import (
     parse_transports,
     require_credentials,
 )
-from turncheck.nat import NatReport
-from turncheck.relay import RelaySettings
-from turncheck.report import Report
-from turncheck.stun import Credentials
 from turncheck.urls import parse_url
 
 
@@ -76,6 +79,8 @@ def _root(
 
 def out_console() -> Console:
     """stdout console: rich on a terminal; wide, plain text elsewhere (NO_COLOR respected)."""
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=False)
     if not console.is_terminal:
         console = Console(highlight=False, soft_wrap=False, width=200, color_system=None)
@@ -197,7 +202,6 @@ def probe(
         raise InputError(
             "--relay-only needs a turn: or turns: URL and the relay check (no --no-relay)"
         )
-    console = out_console()
 
     if dry_run:
         from turncheck.render import plan as plan_render
@@ -207,7 +211,7 @@ def probe(
 
             print(dumps(plan_render.plan_json(targets, server)))
         else:
-            plan_render.render(targets, server, console)
+            plan_render.render(targets, server, out_console())
         raise typer.Exit(ExitStatus.OK)
 
     families = (socket.AF_INET,) if ipv4 else (socket.AF_INET6,) if ipv6 else None
@@ -219,7 +223,7 @@ def probe(
     else:
         from turncheck.render.table import render as render_table
 
-        render_table(report, console)
+        render_table(report, out_console())
     raise typer.Exit(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
 
 
@@ -342,10 +346,12 @@ def _run(
     from turncheck.probe import run_probe
     from turncheck.resolve import Resolver
 
-    try:
-        context = make_ssl_context(str(ca_file) if ca_file else None, insecure)
-    except (ssl.SSLError, OSError) as exc:
-        raise InputError(f"--ca-file '{ca_file}': not a usable PEM CA file ({exc})") from None
+    context = None
+    if any(t.transport.value == "tls" for t in targets):  # loading the trust store costs ~40 ms
+        try:
+            context = make_ssl_context(str(ca_file) if ca_file else None, insecure)
+        except (ssl.SSLError, OSError) as exc:
+            raise InputError(f"--ca-file '{ca_file}': not a usable PEM CA file ({exc})") from None
     settings = CheckSettings(timeout=timeout, ssl_context=context, insecure=insecure, relay=relay)
     resolver = Resolver(
         dns_server,
@@ -357,7 +363,7 @@ def _run(
 
 def relay_settings(count: int, size: int, interval_ms: float, peer: str | None) -> RelaySettings:
     """Validate the relay options; InputError naming the option."""
-    from turncheck.relay import MAX_SIZE, MIN_SIZE
+    from turncheck.relay import MAX_SIZE, MIN_SIZE, RelaySettings
     from turncheck.resolve import parse_ip_port
 
     if not 1 <= count <= 10000:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from turncheck.config import Credentials
 from turncheck.errors import InputError
-from turncheck.stun import Credentials
 from turncheck.urls import DEFAULT_PORT, DEFAULT_TLS_PORT, IceUrl, Scheme, Transport
 
 # The pair most WebRTC libraries and demos ship as their default iceServers.

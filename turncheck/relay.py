@@ -172,14 +172,19 @@ class EchoMeter:
 
 
 async def _pump(
-    meter: EchoMeter, send: Callable[[bytes], None], settings: RelaySettings, deadline: float
+    meter: EchoMeter,
+    send: Callable[[bytes], None],
+    settings: RelaySettings,
+    deadline: float,
+    *,
+    interval: float,
 ) -> PathStats:
     """Send the numbered packets on schedule, then wait for the echoes (bounded)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     for seq in range(meter.count):
         # Pacing, not waiting on an outcome: packet i leaves at start + i·interval.
-        delay = start + seq * settings.interval - loop.time()
+        delay = start + seq * interval - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         if loop.time() >= deadline:
@@ -288,8 +293,9 @@ async def _echo(
     paths: dict[str, PathStats | Explanation] = {}
     probe = EchoMeter("indication", min(settings.count, INDICATION_PROBE), settings.size)
     meters["indication"] = probe
+    # The probe asks "does this path relay at all?": its packets go back to back.
     paths["indication"] = await _pump(
-        probe, lambda data: a.send_indication(peer, data), settings, deadline
+        probe, lambda data: a.send_indication(peer, data), settings, deadline, interval=0.0
     )
     try:
         await bind()
@@ -298,7 +304,11 @@ async def _echo(
     else:
         meters["channel"] = EchoMeter("channel", settings.count, settings.size)
         paths["channel"] = await _pump(
-            meters["channel"], lambda data: a.send_channel(FIRST_CHANNEL, data), settings, deadline
+            meters["channel"],
+            lambda data: a.send_channel(FIRST_CHANNEL, data),
+            settings,
+            deadline,
+            interval=settings.interval,
         )
     stats = _choose(paths)
     if stats is None:

@@ -11,15 +11,14 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
-
-import dns.asyncresolver
-import dns.exception
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING, Any
 
 from turncheck.errors import DnsFailure, InputError
 from turncheck.plan import Target
+
+if TYPE_CHECKING:  # dnspython is imported on first use: IP literals and A/AAAA via the OS need none
+    import dns.asyncresolver
+    import dns.exception
 
 MAX_ENDPOINTS = 16  # per target: a bound on what one name can make us probe
 
@@ -90,6 +89,9 @@ class Resolver:
         self._dns: dns.asyncresolver.Resolver | None = None
 
     def _dnspython(self) -> dns.asyncresolver.Resolver:
+        import dns.asyncresolver
+        import dns.exception
+
         if self._dns is None:
             if self.dns_server is not None:
                 resolver = dns.asyncresolver.Resolver(configure=False)
@@ -148,6 +150,9 @@ class Resolver:
 
     async def srv(self, name: str) -> list[tuple[str, int]] | None:
         """SRV records in processing order; None when the name has none; DnsFailure on error."""
+        import dns.exception
+        import dns.resolver
+
         try:
             answer = await self._dnspython().resolve(name, "SRV", search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -170,6 +175,9 @@ class Resolver:
         return await self._os_addresses(host)
 
     async def _dns_addresses(self, host: str) -> list[str]:
+        import dns.exception
+        import dns.resolver
+
         kinds = [
             (fam, "A" if fam == socket.AF_INET else "AAAA")
             for fam in (socket.AF_INET, socket.AF_INET6)
@@ -222,6 +230,9 @@ def _via_addr(host: str) -> str:
 
 def _map_dns_error(exc: dns.exception.DNSException, name: str) -> DnsFailure:
     """The one place dnspython's errors become ours."""
+    import dns.exception
+    import dns.resolver
+
     if isinstance(exc, dns.resolver.NXDOMAIN):
         return DnsFailure("nxdomain", name, "the name does not exist")
     if isinstance(exc, dns.resolver.NoAnswer):

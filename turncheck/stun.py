@@ -10,16 +10,41 @@ validates the framing first and turns every codec failure into MalformedMessage.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import struct
-from dataclasses import dataclass
+import sys
+import types
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aioice import stun as _stun
+from turncheck.config import Credentials
+
+
+def _load_aioice_codec() -> types.ModuleType:
+    """aioice.stun without aioice/__init__, which imports the whole ICE agent (ifaddr,
+    mDNS, dnspython's message parser): ~90 ms of start-up a tester never uses."""
+    if "aioice" not in sys.modules:
+        spec = importlib.util.find_spec("aioice")
+        if spec is not None and spec.submodule_search_locations is not None:
+            package = types.ModuleType("aioice")
+            package.__path__ = list(spec.submodule_search_locations)
+            package.__spec__ = spec
+            package.__package__ = "aioice"
+            sys.modules["aioice"] = package
+    return importlib.import_module("aioice.stun")
+
+
+if TYPE_CHECKING:
+    from aioice import stun as _stun
+else:
+    _stun = _load_aioice_codec()
 
 Message = _stun.Message
 Method = _stun.Method
 Class = _stun.Class
+
+__all__ = ["Class", "Credentials", "MalformedMessage", "Message", "Method", "StunCode", "decode"]
 
 COOKIE = _stun.COOKIE
 HEADER_LENGTH = _stun.HEADER_LENGTH
@@ -113,21 +138,6 @@ def decode(data: bytes) -> Message:
 def long_term_key(username: str, realm: str, password: str) -> bytes:
     """RFC 8489 §9.2.2: MD5(username ":" realm ":" password)."""
     return hashlib.md5(f"{username}:{realm}:{password}".encode()).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Long-term credentials; the password never shows in repr or output."""
-
-    username: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password='***')"
-
-    @property
-    def masked(self) -> str:
-        return f"{self.username}:***"
 
 
 def clean_text(value: object, limit: int = 128) -> str:
