@@ -82,8 +82,20 @@ def test_json_has_the_documented_minimum_shape(cli, coturn: Coturn) -> None:
     assert check["url"] == f"turn:127.0.0.1:{coturn.port}?transport=udp"
     assert check["server"] == f"127.0.0.1:{coturn.port}"
     assert {"type", "address", "port", "protocol"} <= check["candidates"][0].keys()
-    assert doc["nat"] == {"symmetric": None, "basis": "only one server address answered over UDP"}
+    # coturn with two listening IPs advertises OTHER-ADDRESS: the probe asks it too.
+    assert doc["nat"]["symmetric"] is False
+    assert "RFC 5780 other address" in doc["nat"]["basis"]
     assert "s3cret" not in result.out
+
+
+def test_symmetric_line_is_unknown_with_one_plain_server(cli, coturn_factory) -> None:
+    server = coturn_factory(extra=["no-rfc5780"], tls=False)
+    result = cli("probe", f"stun:127.0.0.1:{server.port}", "--transport", "udp", "--json")
+    assert result.json()["nat"] == {
+        "symmetric": None,
+        "basis": "only one server address answered over UDP "
+        "(and it gives no RFC 5780 other address)",
+    }
 
 
 def test_table_output_has_rows_verdict_and_nat_line(cli, coturn: Coturn) -> None:

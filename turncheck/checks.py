@@ -229,6 +229,14 @@ async def _binding_on(
     if plain is not None and "XOR-MAPPED-ADDRESS" in attrs and tuple(plain) != tuple(mapped):
         details["alg"] = f"MAPPED-ADDRESS {_fmt(plain)} differs from XOR-MAPPED-ADDRESS"
     local = channel.local_address
+    other = attrs.get("OTHER-ADDRESS")
+    same_family = other is not None and (":" in str(other[0])) == (":" in server[0])
+    if other is not None and same_family and isinstance(channel, UdpChannel):
+        # RFC 5780 mapping test II from the same socket: the symmetric-NAT line needs no
+        # second URL. It runs while the allocations run, so it costs no wall time.
+        seen = await _mapped_from(channel, (str(other[0]), server[1]), deadline, settings)
+        if seen is not None:
+            details["other_mapped"] = {"server": _fmt((str(other[0]), server[1])), "mapped": seen}
     srflx = Candidate(
         "srflx",
         str(mapped[0]),
@@ -245,6 +253,22 @@ async def _binding_on(
         details=details,
         local=_fmt(local) if ep.target.transport is Transport.UDP else None,
     )
+
+
+async def _mapped_from(
+    channel: Channel, dest: Address, deadline: float, settings: CheckSettings
+) -> str | None:
+    """The mapped address dest sees for this socket; None if it does not answer in time."""
+    request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    request.add_fingerprint()
+    try:
+        answer = await channel.request(
+            request, dest, deadline=deadline, policy=settings.policy, what="STUN Binding (udp)"
+        )
+    except CheckFailure:
+        return None
+    mapped = answer.message.attributes.get("XOR-MAPPED-ADDRESS")
+    return _fmt((str(mapped[0]), int(mapped[1]))) if mapped else None
 
 
 # -- TURN Allocate ----------------------------------------------------------------------------

@@ -437,28 +437,42 @@ def symmetric_from_bindings(results: Iterable[CheckResult]) -> NatVerdict:
     """The probe's line: mapped addresses one local UDP socket got from different servers.
 
     A symmetric (address-dependent) mapping gives a socket a new public port per
-    destination (RFC 4787 §4.1); an endpoint-independent one keeps it.
+    destination (RFC 4787 §4.1); an endpoint-independent one keeps it. A server's
+    RFC 5780 other address, asked by the probe, counts as a second server.
     """
     seen: dict[str, dict[str, str]] = {}  # local socket → server → mapped
-    for result in results:
+    via_other: set[str] = set()
+    usable = [
+        r
+        for r in results
+        if r.ok and r.kind == "stun" and r.transport == "udp" and r.local and r.server
+    ]
+    for result in usable:  # the URLs' own servers first: they win over "other address" ones
         srflx = result.candidate("srflx")
-        if not (result.ok and result.kind == "stun" and result.transport == "udp"):
-            continue
-        if srflx is None or result.local is None or result.server is None:
-            continue
-        seen.setdefault(result.local, {})[result.server] = srflx.hostport
+        if srflx is not None and result.local and result.server:
+            seen.setdefault(result.local, {})[result.server] = srflx.hostport
+    for result in usable:
+        other = result.details.get("other_mapped")
+        if other and result.local and other["server"] not in seen.get(result.local, {}):
+            seen.setdefault(result.local, {})[other["server"]] = other["mapped"]
+            via_other.add(other["server"])
     if not seen:
         return NatVerdict(None, "no STUN server answered over UDP")
     servers = max(seen.values(), key=len)
     if len(servers) < 2:
-        return NatVerdict(None, "only one server address answered over UDP")
+        return NatVerdict(
+            None,
+            "only one server address answered over UDP (and it gives no RFC 5780 other address)",
+        )
+    note = " (one is a server's RFC 5780 other address)" if via_other & servers.keys() else ""
     mapped = set(servers.values())
     if len(mapped) == 1:
         return NatVerdict(
-            False, f"{len(servers)} server addresses saw the same mapped address {mapped.pop()}"
+            False,
+            f"{len(servers)} server addresses{note} saw the same mapped address {mapped.pop()}",
         )
     pairs = ", ".join(f"{server} saw {addr}" for server, addr in sorted(servers.items()))
-    return NatVerdict(True, f"the mapping changes with the destination: {pairs}")
+    return NatVerdict(True, f"the mapping changes with the destination{note}: {pairs}")
 
 
 # -- the classic RFC 3489 cross-check with pystun3 --------------------------------------------

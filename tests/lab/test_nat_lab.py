@@ -35,6 +35,10 @@ def test_nat_verdict_five_runs_out_of_five_and_the_probe_line(turn_lab, mode: st
     )
     assert probe.code == 0
     assert probe.json()["nat"]["symmetric"] is symmetric
+    # One URL is enough: the probe also asks the server's RFC 5780 other address.
+    single = t.turncheck("probe", f"stun:{t.primary}", "--transport", "udp", "--json")
+    assert single.json()["nat"]["symmetric"] is symmetric
+    assert "RFC 5780 other address" in single.json()["nat"]["basis"]
 
 
 @pytest.mark.parametrize("mode", list(EXPECTED))
