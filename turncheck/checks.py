@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from turncheck import stun
 from turncheck.errors import CheckFailure, ErrorResponse, ProtocolFailure, RelayFailure
-from turncheck.explain import explain
+from turncheck.explain import explain, rest_credential_failure
 from turncheck.relay import PATHS, RelayResult, RelaySettings, echo_between, echo_via_peer
 from turncheck.report import Candidate, CheckResult
 from turncheck.resolve import Endpoint
@@ -133,10 +134,13 @@ def failed(ep: Endpoint, kind: str, exc: BaseException, server: str | None = Non
     )
 
 
-def _tls_details(tls: TlsInfo | None, insecure: bool) -> dict[str, Any]:
+def _tls_details(tls: TlsInfo | None, insecure: bool, host: str) -> dict[str, Any]:
     if tls is None:
         return {}
-    return {"tls": {"version": tls.version, "cipher": tls.cipher, "verified": not insecure}}
+    out: dict[str, Any] = {"version": tls.version, "cipher": tls.cipher, "verified": not insecure}
+    if tls.cert is not None:
+        out["certificate"] = tls.cert.to_json(host)
+    return {"tls": out}
 
 
 async def _follow_redirect(
@@ -218,7 +222,10 @@ async def _binding_on(
         raise ProtocolFailure(
             "missing-attribute", "the Binding response has no XOR-MAPPED-ADDRESS or MAPPED-ADDRESS"
         )
-    details: dict[str, Any] = {"sends": answer.sends, **_tls_details(tls, settings.insecure)}
+    details: dict[str, Any] = {
+        "sends": answer.sends,
+        **_tls_details(tls, settings.insecure, ep.target.url.host),
+    }
     if "XOR-MAPPED-ADDRESS" not in attrs:
         details["note"] = "only MAPPED-ADDRESS (an RFC 3489 server)"
     if "SOFTWARE" in attrs:
@@ -300,7 +307,12 @@ async def allocate_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
     try:
         return await _follow_redirect(ep, attempt)
     except CheckFailure as exc:
-        return failed(ep, "turn", exc)
+        result = failed(ep, "turn", exc)
+        if credentials is not None and result.error is not None:
+            error = rest_credential_failure(result.error, credentials.username, time.time())
+            if error is not result.error:
+                result = CheckResult(**{**_result_fields(result), "error": error})
+        return result
 
 
 async def _relay_check(
@@ -369,7 +381,7 @@ def _allocation_result(
         "lifetime": allocation.lifetime,
         "realm": allocation.realm,
         "deleted": allocation.deleted,
-        **_tls_details(tls, settings.insecure),
+        **_tls_details(tls, settings.insecure, ep.target.url.host),
     }
     if allocation.software:
         details["software"] = str(allocation.software)

@@ -30,13 +30,20 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from turncheck import __version__
-from turncheck.config import Credentials
+from turncheck.config import (
+    Credentials,
+    advice,
+    read_ice_servers,
+    read_secret,
+    rest_credentials,
+)
 from turncheck.errors import InputError
 from turncheck.plan import (
     DEFAULT_STUN_SERVERS,
     ServerEntry,
     Target,
     build_targets,
+    entries_from,
     parse_transports,
     require_credentials,
 )
@@ -180,6 +187,28 @@ def probe(
     no_relay: Annotated[
         bool, typer.Option("--no-relay", help="Allocate only; skip the relay check.")
     ] = False,
+    ice_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--ice-servers",
+            help='iceServers JSON file, or - for stdin ({"iceServers": [...]} or a bare list).',
+        ),
+    ] = None,
+    secret_file: Annotated[
+        str | None,
+        typer.Option(
+            "--secret-file",
+            help="coturn static-auth-secret file: mint TURN REST API credentials "
+            "(or TURNCHECK_SECRET).",
+        ),
+    ] = None,
+    ttl: Annotated[
+        int, typer.Option("--ttl", help="Lifetime in seconds of minted REST credentials.")
+    ] = 600,
+    user: Annotated[
+        str | None, typer.Option("--user", help="User name inside minted REST credentials.")
+    ] = None,
+    secret: Annotated[str | None, typer.Option("--secret", hidden=True)] = None,
 ) -> None:
     """Probe ICE servers: STUN Binding and TURN Allocate, every address, every transport."""
     from turncheck.resolve import parse_dns_server
@@ -192,10 +221,22 @@ def probe(
         raise InputError(f"--ca-file '{ca_file}': no such file")
     server = parse_dns_server(dns_server) if dns_server else None
     override = parse_transports(transport) if transport is not None else None
+    refuse_argv_secret(secret)
     creds, source = _credentials(ctx, username, credential)
-    texts = list(urls) if urls else list(DEFAULT_STUN_SERVERS)
-    entries = [ServerEntry(parse_url(text), creds, source) for text in texts]
+    minted = _rest_credentials(secret_file, user, ttl)
+    if minted is not None:
+        if creds is not None:
+            raise InputError(
+                "--secret-file/TURNCHECK_SECRET and -u/-p exclude each other: pick one"
+            )
+        creds, source = minted, "TURN REST API credentials from the shared secret"
+    entries = [ServerEntry(parse_url(text), creds, source) for text in urls or ()]
+    if ice_servers is not None:
+        entries += entries_from(read_ice_servers(ice_servers))
+    if not entries:
+        entries = [ServerEntry(parse_url(text)) for text in DEFAULT_STUN_SERVERS]
     require_credentials(entries)
+    config_advice = tuple(advice(entries)) if (urls or ice_servers) else ()
     targets = build_targets(entries, override)
     relay = None if no_relay else relay_settings(count, size, interval, peer)
     if relay_only and (relay is None or not any(t.url.is_turn for t in targets)):
@@ -209,13 +250,21 @@ def probe(
         if json_out:
             from turncheck.render.json import dumps
 
-            print(dumps(plan_render.plan_json(targets, server)))
+            print(dumps(plan_render.plan_json(targets, server, config_advice)))
         else:
-            plan_render.render(targets, server, out_console())
+            plan_render.render(targets, server, out_console(), config_advice)
         raise typer.Exit(ExitStatus.OK)
 
     families = (socket.AF_INET,) if ipv4 else (socket.AF_INET6,) if ipv6 else None
-    report = _run(targets, server, families, timeout, ca_file, insecure, relay, relay_only)
+    from_argv = getattr(ctx.get_parameter_source("credential"), "name", "") == "COMMANDLINE"
+    if credential is not None and from_argv:
+        _warn(
+            "--credential on the command line is visible to other users (ps); "
+            "prefer TURNCHECK_CREDENTIAL"
+        )
+    report = _run(
+        targets, server, families, timeout, ca_file, insecure, relay, relay_only, config_advice
+    )
     if json_out:
         from turncheck.render.json import render as render_json
 
@@ -225,6 +274,58 @@ def probe(
 
         render_table(report, out_console())
     raise typer.Exit(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
+
+
+def refuse_argv_secret(secret: str | None) -> None:
+    """A secret on the command line is readable by every user (ps): refuse it, name the way."""
+    if secret is not None:
+        raise InputError(
+            "--secret is not accepted: a secret on the command line is visible to other users "
+            "in the process list; use --secret-file PATH or the TURNCHECK_SECRET variable"
+        )
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"turncheck: warning: {message}\n")
+
+
+def _rest_credentials(secret_file: str | None, user: str | None, ttl: int) -> Credentials | None:
+    secret = read_secret(secret_file, os.environ.get("TURNCHECK_SECRET"))
+    if secret is None:
+        if user is not None:
+            raise InputError("--user needs --secret-file or TURNCHECK_SECRET (REST credentials)")
+        return None
+    if not 1 <= ttl <= 10 * 365 * 86400:
+        raise InputError(f"--ttl {ttl}: give a lifetime in seconds, at least 1")
+    return rest_credentials(secret, user, ttl)
+
+
+@app.command()
+def creds(
+    urls: Annotated[
+        list[str], typer.Argument(help="turn:/turns:/stun: URLs for the iceServers entry.")
+    ],
+    secret_file: Annotated[
+        str | None,
+        typer.Option("--secret-file", help="coturn static-auth-secret file (or TURNCHECK_SECRET)."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="User name inside the REST username.")
+    ] = None,
+    ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds.")] = 600,
+    secret: Annotated[str | None, typer.Option("--secret", hidden=True)] = None,
+) -> None:
+    """Mint time-limited TURN REST API credentials: an iceServers JSON snippet on stdout."""
+    from turncheck.render.json import dumps
+
+    refuse_argv_secret(secret)
+    for text in urls:
+        parse_url(text)
+    minted = _rest_credentials(secret_file, user, ttl)
+    if minted is None:
+        raise InputError("turncheck creds needs --secret-file PATH or TURNCHECK_SECRET")
+    entry = {"urls": list(urls), "username": minted.username, "credential": minted.password}
+    print(dumps({"iceServers": [entry]}))
 
 
 @app.command()
@@ -339,6 +440,7 @@ def _run(
     insecure: bool,
     relay: RelaySettings | None,
     relay_only: bool,
+    config_advice: tuple[str, ...] = (),
 ) -> Report:
     import ssl
 
@@ -358,7 +460,9 @@ def _run(
         timeout=timeout,
         **({"families": families} if families else {}),
     )
-    return asyncio.run(run_probe(targets, resolver, settings, relay_only=relay_only))
+    return asyncio.run(
+        run_probe(targets, resolver, settings, relay_only=relay_only, advice=config_advice)
+    )
 
 
 def relay_settings(count: int, size: int, interval_ms: float, peer: str | None) -> RelaySettings:

@@ -1,8 +1,24 @@
-"""Server entries and their credentials (iceServers JSON joins here)."""
+"""Server entries and their credentials: iceServers JSON, TURN REST API credentials, advice.
+
+Validation follows RTCPeerConnection.setConfiguration(): an unparsable URL is the
+browser's SyntaxError, a turn:/turns: URL without username and credential its
+InvalidAccessError. Everything here runs before any DNS query or packet.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import re
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from turncheck.errors import InputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,3 +34,197 @@ class Credentials:
     @property
     def masked(self) -> str:
         return f"{self.username}:***"
+
+    @property
+    def rest_expiry(self) -> int | None:
+        """The expiry time of a TURN REST API username ('<unix time>[:user]'), else None."""
+        return rest_expiry(self.username)
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One RTCIceServer entry: its URL texts, credentials, and where it came from."""
+
+    urls: tuple[str, ...]
+    credentials: Credentials | None
+    origin: str  # e.g. "iceServers[2] in ice.json"
+
+
+# -- iceServers JSON --------------------------------------------------------------------------
+
+_LIST_KEYS = ("iceServers", "ice_servers", "customServers")
+
+
+def read_ice_servers(source: str) -> list[IceServer]:
+    """Read FILE or '-' (stdin) holding iceServers JSON; InputError naming what is wrong."""
+    name = "<stdin>" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--ice-servers {name}: cannot read it ({_os_reason(exc)})") from None
+    return parse_ice_servers(text, name)
+
+
+def _os_reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def parse_ice_servers(text: str, name: str = "<input>") -> list[IceServer]:
+    """{"iceServers": [...]}, {"customServers": [...]} or a bare [...] list of RTCIceServer."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"--ice-servers {name}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
+            f"{exc.msg}"
+        ) from None
+    entries: Any = document
+    key = "iceServers"
+    if isinstance(document, dict):
+        found = [k for k in _LIST_KEYS if k in document]
+        if not found:
+            raise InputError(
+                f"--ice-servers {name}: expected a list of RTCIceServer objects or an object "
+                f'with an "iceServers" list; found an object with keys {sorted(document)[:6]}'
+            )
+        key = found[0]
+        entries = document[key]
+    if not isinstance(entries, list):
+        raise InputError(f'--ice-servers {name}: "{key}" must be a list of RTCIceServer objects')
+    return [_entry(value, f"{key}[{i}] in {name}") for i, value in enumerate(entries)]
+
+
+def _entry(value: Any, origin: str) -> IceServer:
+    if not isinstance(value, dict):
+        raise InputError(f"{origin}: an RTCIceServer must be an object, not {type(value).__name__}")
+    urls = value.get("urls", value.get("url"))  # "url" is the legacy spelling
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
+        raise InputError(f'{origin}: "urls" must be a URL string or a non-empty list of them')
+    username = value.get("username")
+    credential = value.get("credential")
+    for field_name, field_value in (("username", username), ("credential", credential)):
+        if field_value is not None and not isinstance(field_value, str):
+            raise InputError(f'{origin}: "{field_name}" must be a string')
+    kind = value.get("credentialType", "password")
+    if kind != "password":
+        raise InputError(f"{origin}: credentialType '{kind}' is not supported (only 'password')")
+    creds = (
+        Credentials(username, credential)
+        if username is not None and credential is not None
+        else None
+    )
+    return IceServer(tuple(urls), creds, origin)
+
+
+# -- TURN REST API credentials (coturn use-auth-secret) ----------------------------------------
+
+_REST_USERNAME = re.compile(r"^(\d{9,11})(?::.*)?$")
+
+
+def rest_expiry(username: str) -> int | None:
+    match = _REST_USERNAME.match(username)
+    return int(match.group(1)) if match else None
+
+
+def rest_credentials(
+    secret: str, user: str | None, ttl: int, now: float | None = None
+) -> Credentials:
+    """username = '<expiry>[:user]', password = base64(HMAC-SHA1(secret, username))."""
+    expiry = int(now if now is not None else time.time()) + ttl
+    username = f"{expiry}:{user}" if user else str(expiry)
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return Credentials(username, base64.b64encode(digest).decode())
+
+
+def read_secret(path: str | None, env_value: str | None) -> str | None:
+    """The shared secret from --secret-file or TURNCHECK_SECRET; never from argv."""
+    if path is not None:
+        try:
+            secret = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--secret-file {path}: cannot read it ({_os_reason(exc)})") from None
+        if not secret:
+            raise InputError(f"--secret-file {path}: the file is empty")
+        return secret
+    if env_value is not None:
+        if not env_value.strip():
+            raise InputError("TURNCHECK_SECRET is set but empty")
+        return env_value.strip()
+    return None
+
+
+# -- configuration advice ---------------------------------------------------------------------
+
+EXPIRY_WARNING = 3600  # seconds: a REST credential closer than this to its expiry is flagged
+
+
+def advice(entries: list[Any], now: float | None = None) -> list[str]:
+    """What a careful engineer would say about this set of ICE servers (ServerEntry values)."""
+    from turncheck.urls import Scheme, Transport
+
+    now = time.time() if now is None else now
+    out: list[str] = []
+    urls = [e.url for e in entries]
+    turn = [u for u in urls if u.is_turn]
+    if not turn:
+        out.append(
+            "no TURN server: calls fail when both peers are behind symmetric NATs or UDP is "
+            "blocked; add a turn: and a turns: URL"
+        )
+    if len(urls) == 1:
+        out.append("only one ICE server URL: nothing to fall back on if it fails")
+    if turn:
+        # A browser uses turn:host without ?transport= over UDP only.
+        streamed = [
+            u
+            for u in turn
+            if u.scheme is Scheme.TURNS
+            or (u.transport is not None and u.transport is not Transport.UDP)
+        ]
+        if not streamed:
+            out.append(
+                "no TURN over TCP or TLS: networks that block UDP will fail; add "
+                "turn:host?transport=tcp and turns:host:443?transport=tcp"
+            )
+        if not any(u.scheme is Scheme.TURNS and u.port == 443 for u in turn):
+            out.append(
+                "no turns: on port 443: firewalls that allow only HTTPS block every other port; "
+                "add turns:host:443?transport=tcp"
+            )
+        kinds: dict[tuple[str, str], set[str]] = {}
+        for u in turn:
+            transport = (
+                u.transport.value if u.transport else ("tls" if u.scheme is Scheme.TURNS else "udp")
+            )
+            kinds.setdefault((u.scheme.value, transport), set()).add(u.host.lower())
+        for (scheme, transport), hosts in sorted(kinds.items()):
+            if len(hosts) > 1:
+                out.append(
+                    f"{len(hosts)} {scheme}: URLs over {transport} on different hosts: the browser "
+                    "tries them all and keeps one at random; load-balancing belongs on the server "
+                    "side (DNS or a load balancer)"
+                )
+    seen_users: set[str] = set()
+    for entry in entries:
+        creds = entry.credentials
+        if creds is None or creds.username in seen_users:
+            continue
+        seen_users.add(creds.username)
+        expiry = creds.rest_expiry
+        if expiry is None:
+            continue
+        left = expiry - now
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry))
+        if left <= 0:
+            out.append(
+                f"the credential '{creds.username}' has expired: the timestamp in the username "
+                f"({stamp}) is in the past; mint a new one"
+            )
+        elif left < EXPIRY_WARNING:
+            out.append(
+                f"the credential '{creds.username}' expires in {int(left // 60)} min ({stamp}): "
+                "calls that start later will fail to allocate"
+            )
+    return out

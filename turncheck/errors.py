@@ -48,11 +48,12 @@ class ConnectFailure(CheckFailure):
 
 
 class TlsFailure(CheckFailure):
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: str, detail: str, cert: object | None = None) -> None:
         # kind: expired | hostname | self-signed | untrusted | handshake | timeout
         super().__init__(f"TLS {kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        self.cert = cert  # tlsinfo.CertInfo of the rejected certificate, when it could be read
 
 
 class TransactionTimeout(CheckFailure):

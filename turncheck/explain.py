@@ -196,7 +196,11 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
         return Explanation(None, reason.format(server=server, detail=failure.detail), hint)
     if isinstance(failure, TlsFailure):
         reason, hint = _TLS.get(failure.kind, _TLS["verify"])
-        return Explanation(None, reason.format(detail=failure.detail), hint)
+        text = reason.format(detail=failure.detail)
+        summary = getattr(failure.cert, "summary", None)
+        if summary is not None:
+            text += f"; certificate: {summary()}"
+        return Explanation(None, text, hint)
     if isinstance(failure, TransactionTimeout):
         reason = (
             f"no answer to {failure.what} after {failure.sends} send(s) in {failure.waited:.1f} s"
@@ -337,3 +341,57 @@ def relay_only_verdict(checks: Sequence[CheckResult], base: str) -> str:
     if not relays:
         return "relay-only: no relay check could run (no TURN allocation succeeded)"
     return f"relay-only: no relay check passed; {base}"
+
+
+def tls_notes(checks: Sequence[CheckResult], now: float | None = None) -> tuple[str, ...]:
+    """Certificate warnings for passing checks: near expiry, and what --insecure let through."""
+    from turncheck.tlsinfo import WARN_DAYS
+
+    notes: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for check in checks:
+        tls = check.details.get("tls") or {}
+        cert = tls.get("certificate")
+        if not cert or (check.server or "", cert["not_after"]) in seen:
+            continue
+        seen.add((check.server or "", cert["not_after"]))
+        where = f"{check.url} ({check.server})"
+        days = cert["days_left"]
+        if days < 0:
+            notes.append(
+                f"TLS certificate of {where} expired {-days:.0f} days ago ({cert['not_after']}); "
+                "verification was skipped (--insecure): browsers will refuse it"
+            )
+        elif days < WARN_DAYS:
+            notes.append(
+                f"TLS certificate of {where} expires in {days:.0f} days ({cert['not_after']}): "
+                "renew it before browsers start refusing turns: connections"
+            )
+        if not tls["verified"]:
+            if not cert["san_match"]:
+                notes.append(
+                    f"TLS certificate of {where} does not name the URL host (SAN: "
+                    f"{', '.join(cert['san']) or 'none'}); verification was skipped (--insecure)"
+                )
+            if cert["self_signed"]:
+                notes.append(f"TLS certificate of {where} is self-signed (--insecure accepted it)")
+    return tuple(notes)
+
+
+def rest_credential_failure(reason: Explanation, username: str, now: float) -> Explanation:
+    """A 401 with an expired TURN REST API username: say that, not 'wrong password'."""
+    from turncheck.config import rest_expiry
+
+    expiry = rest_expiry(username)
+    if expiry is None or expiry > now or reason.code not in (401, 441):
+        return reason
+    import time
+
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry))
+    return Explanation(
+        reason.code,
+        f"the TURN REST API credential has expired: the timestamp in the username ({stamp}) "
+        "is in the past",
+        "mint a fresh credential (turncheck creds, or your app's credentials endpoint); "
+        "check the clocks of the server and the credential issuer",
+    )

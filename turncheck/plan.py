@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from turncheck.config import Credentials
+from turncheck.config import Credentials, IceServer
 from turncheck.errors import InputError
-from turncheck.urls import DEFAULT_PORT, DEFAULT_TLS_PORT, IceUrl, Scheme, Transport
+from turncheck.urls import DEFAULT_PORT, DEFAULT_TLS_PORT, IceUrl, Scheme, Transport, parse_url
 
 # The pair most WebRTC libraries and demos ship as their default iceServers.
 DEFAULT_STUN_SERVERS = ("stun:stun.l.google.com:19302", "stun:stun1.l.google.com:19302")
@@ -21,6 +21,7 @@ class ServerEntry:
     url: IceUrl
     credentials: Credentials | None = None
     credential_source: str = "none"
+    origin: str = "command line"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +104,32 @@ def build_targets(
 def require_credentials(entries: list[ServerEntry]) -> None:
     """Refuse TURN URLs without credentials, as RTCPeerConnection does (InvalidAccessError)."""
     for entry in entries:
-        if entry.url.is_turn and entry.credentials is None:
+        if not (entry.url.is_turn and entry.credentials is None):
+            continue
+        if entry.origin == "command line":
             raise InputError(
                 f"'{entry.url.text}' is a TURN URL but no username and credential were given "
                 "(a browser refuses this with InvalidAccessError); pass -u/--username and "
-                "-p/--credential, or TURNCHECK_USERNAME and TURNCHECK_CREDENTIAL"
+                "-p/--credential, TURNCHECK_USERNAME and TURNCHECK_CREDENTIAL, or --secret-file"
             )
+        raise InputError(
+            f"{entry.origin}: '{entry.url.text}' is a TURN URL but the entry has no username "
+            "and credential (the browser's InvalidAccessError)"
+        )
+
+
+def entries_from(servers: list[IceServer]) -> list[ServerEntry]:
+    """iceServers entries → ServerEntry values; a bad URL is the browser's SyntaxError."""
+    out: list[ServerEntry] = []
+    for server in servers:
+        for text in server.urls:
+            try:
+                url = parse_url(text)
+            except InputError as exc:
+                raise InputError(f"{server.origin}: {exc} (the browser's SyntaxError)") from None
+            source = server.origin if server.credentials else "none"
+            out.append(ServerEntry(url, server.credentials, source, server.origin))
+    return out
 
 
 def parse_transports(text: str) -> tuple[Transport, ...]:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 
 from turncheck.checks import CheckSettings, UdpPool, allocate_check, binding_check, failed
 from turncheck.errors import DnsFailure
-from turncheck.explain import Outcome, explain, relay_notes, relay_only_verdict, verdict
+from turncheck.explain import Outcome, explain, relay_notes, relay_only_verdict, tls_notes, verdict
 from turncheck.nat import symmetric_from_bindings
 from turncheck.plan import Target
 from turncheck.report import CheckResult, Report
@@ -61,6 +61,7 @@ async def run_probe(
     settings: CheckSettings,
     *,
     relay_only: bool = False,
+    advice: tuple[str, ...] = (),
 ) -> Report:
     """Every target at once: the run costs about its slowest check."""
     async with UdpPool(settings.tracer) as pool, asyncio.TaskGroup() as group:
@@ -75,6 +76,7 @@ async def run_probe(
         checks=checks,
         nat=symmetric_from_bindings(checks),
         verdict=text,
-        notes=relay_notes(checks),
+        notes=relay_notes(checks) + tls_notes(checks),
         relay_only=relay_only,
+        advice=advice,
     )

@@ -148,6 +148,7 @@ class Report:
     verdict: str
     notes: tuple[str, ...] = ()
     relay_only: bool = False  # iceTransportPolicy "relay": only relay checks count
+    advice: tuple[str, ...] = ()  # about the configuration itself (config.advice)
 
     @property
     def ok(self) -> bool:
@@ -163,5 +164,6 @@ class Report:
             "checks": [c.to_json() for c in self.checks],
             "nat": self.nat.to_json(),
             "notes": list(self.notes),
+            "advice": list(self.advice),
             "relay_only": self.relay_only,
         }

@@ -28,6 +28,7 @@ from turncheck.errors import (
     TlsFailure,
     TransactionTimeout,
 )
+from turncheck.tlsinfo import CertInfo, parse_cert
 
 Address = tuple[str, int]
 
@@ -394,7 +395,7 @@ class TlsInfo:
     version: str
     cipher: str
     verified: bool
-    peer_cert_der: bytes | None = field(default=None, repr=False)
+    cert: CertInfo | None = None
 
 
 class StreamChannel(Channel):
@@ -446,7 +447,10 @@ class StreamChannel(Channel):
                 )
             except ssl.SSLCertVerificationError as exc:
                 writer.transport.abort()
-                raise _cert_failure(exc) from exc
+                # Read the rejected certificate over a second, unverified handshake: the
+                # reason can then say what is wrong with it (dates, names, issuer).
+                der = await _fetch_certificate(server, server_hostname, deadline)
+                raise _cert_failure(exc, parse_cert(der)) from exc
             except ssl.SSLError as exc:
                 writer.transport.abort()
                 raise TlsFailure("handshake", exc.reason or str(exc)) from exc
@@ -464,7 +468,7 @@ class StreamChannel(Channel):
                 version=(obj.version() or "") if obj else "",
                 cipher=cipher[0] if cipher else "",
                 verified=ssl_context.verify_mode != ssl.CERT_NONE,
-                peer_cert_der=obj.getpeercert(binary_form=True) if obj else None,
+                cert=parse_cert(obj.getpeercert(binary_form=True)) if obj else None,
             )
         return cls(reader, writer, server, tls, tracer)
 
@@ -531,7 +535,29 @@ class StreamChannel(Channel):
             self._writer.transport.abort()
 
 
-def _cert_failure(exc: ssl.SSLCertVerificationError) -> TlsFailure:
+async def _fetch_certificate(
+    server: Address, server_hostname: str | None, deadline: float
+) -> bytes | None:
+    """The server's certificate, without verifying it; None when that fails too."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout_at(max(deadline, asyncio.get_running_loop().time() + 0.5)):
+            _, writer = await asyncio.open_connection(
+                server[0], server[1], ssl=context, server_hostname=server_hostname
+            )
+            obj = writer.get_extra_info("ssl_object")
+            return obj.getpeercert(binary_form=True) if obj else None
+    except (OSError, ssl.SSLError, TimeoutError, EOFError):
+        return None
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+
+
+def _cert_failure(exc: ssl.SSLCertVerificationError, cert: CertInfo | None) -> TlsFailure:
     message = exc.verify_message or exc.reason or str(exc)
     code = exc.verify_code
     # OpenSSL X509_V_ERR_*: 10 expired, 9 not yet valid, 18/19 self-signed, 20/21 untrusted,
@@ -548,7 +574,7 @@ def _cert_failure(exc: ssl.SSLCertVerificationError) -> TlsFailure:
         kind = "hostname"
     else:
         kind = "verify"
-    return TlsFailure(kind, message)
+    return TlsFailure(kind, message, cert)
 
 
 def monotonic() -> float:

@@ -238,6 +238,7 @@ def running_coturn(
     ready_timeout: float = 10.0,
     netns: str | None = None,
     relay_ips: Sequence[str] | None = None,
+    cert_pem: tuple[bytes, bytes] | None = None,
 ) -> Iterator[Coturn]:
     """Start turnserver with its own config in *workdir*, wait until it answers,
     yield a :class:`Coturn`, and always stop it afterwards.
@@ -250,7 +251,8 @@ def running_coturn(
     must exist and own *hosts*).  Ports are then fixed (3478, TLS 3480, relays
     49152-49201; one server per namespace) and readiness is probed from inside
     the namespace.  *relay_ips*: the ``relay-ip=`` lines (default: 127.0.0.1
-    and/or ::1, matching *hosts*).
+    and/or ::1, matching *hosts*).  *cert_pem*: (certificate chain PEM, private
+    key PEM) to serve instead of a leaf issued by *ca* (expired, self-signed, ...).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -258,8 +260,8 @@ def running_coturn(
     if not hosts:
         raise ValueError("hosts must not be empty")
     users = {"alice": "s3cret"} if users is None else dict(users)
-    if tls and ca is None:
-        raise ValueError("tls=True needs a trustme CA (ca=...)")
+    if tls and ca is None and cert_pem is None:
+        raise ValueError("tls=True needs a trustme CA (ca=...) or cert_pem")
 
     v4 = [h for h in hosts if ":" not in h]
     v6 = [h for h in hosts if ":" in h]
@@ -287,7 +289,12 @@ def running_coturn(
     tls_port = port + 2 if tls else 0
 
     cert_path = pkey_path = None
-    if tls:
+    if tls and cert_pem is not None:
+        cert_path = workdir / "turn_cert.pem"
+        pkey_path = workdir / "turn_pkey.pem"
+        cert_path.write_bytes(cert_pem[0])
+        pkey_path.write_bytes(cert_pem[1])
+    elif tls:
         assert ca is not None
         leaf = ca.issue_cert(*cert_hostnames)
         cert_path = workdir / "turn_cert.pem"

@@ -28,8 +28,11 @@ def _credentials(target: Target) -> str:
     return f"{creds.masked} from {target.entry.credential_source}"
 
 
-def plan_json(targets: list[Target], dns_server: tuple[str, int] | None) -> dict[str, Any]:
+def plan_json(
+    targets: list[Target], dns_server: tuple[str, int] | None, advice: tuple[str, ...] = ()
+) -> dict[str, Any]:
     return {
+        "advice": list(advice),
         "schema": 1,
         "plan": [
             {
@@ -45,7 +48,12 @@ def plan_json(targets: list[Target], dns_server: tuple[str, int] | None) -> dict
     }
 
 
-def render(targets: list[Target], dns_server: tuple[str, int] | None, console: Console) -> None:
+def render(
+    targets: list[Target],
+    dns_server: tuple[str, int] | None,
+    console: Console,
+    advice: tuple[str, ...] = (),
+) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=None)
     for name in ("URL", "transport", "port", "checks", "DNS", "credentials"):
         table.add_column(name, overflow="fold")
@@ -60,3 +68,5 @@ def render(targets: list[Target], dns_server: tuple[str, int] | None, console: C
         )
     console.print(table)
     console.print(Text(f"dry run: {len(targets)} target(s), nothing sent", style="bold"))
+    for line in advice:
+        console.print(Text(f"advice: {line}", style="cyan"))

@@ -97,7 +97,8 @@ def summary(report: Report) -> Group:
     style = "bold green" if report.ok else "bold red"
     parts: list[RenderableType] = [Text.assemble(("verdict: ", "bold"), (report.verdict, style))]
     parts.append(Text(report.nat.text))
-    parts.extend(Text(note, style="yellow") for note in report.notes)
+    parts.extend(Text(f"note: {note}", style="yellow") for note in report.notes)
+    parts.extend(Text(f"advice: {line}", style="cyan") for line in report.advice)
     return Group(*parts)
 
 
