@@ -18,11 +18,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:  # the engine (and rich, unused by --json) is imported when needed
+    from collections.abc import Callable, Coroutine
+    from typing import Any
+
     from rich.console import Console
 
+    from turncheck.checks import CheckSettings
     from turncheck.nat import NatReport
     from turncheck.relay import RelaySettings
     from turncheck.report import Report
+    from turncheck.resolve import Resolver
 
 try:  # typer >= 0.20 vendors click privately; older releases use the click package
     from typer._click import exceptions as click_exc
@@ -47,6 +52,7 @@ from turncheck.plan import (
     parse_transports,
     require_credentials,
 )
+from turncheck.require import parse_requirements
 from turncheck.urls import parse_url
 
 
@@ -163,7 +169,29 @@ def probe(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Do not verify TLS certificates (shown in output).")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")
+    ] = False,
+    output_format: Annotated[
+        str | None,
+        typer.Option("--format", help="Output: table, json, junit or prometheus."),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", help="Write the output to FILE (atomically) instead of stdout."),
+    ] = None,
+    requires: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require", help="Gate the exit code: relay, srflx, udp, tcp or tls (repeatable)."
+        ),
+    ] = None,
+    max_rtt: Annotated[
+        float | None, typer.Option("--max-rtt", help="Gate: no round trip above MS milliseconds.")
+    ] = None,
+    max_loss: Annotated[
+        float | None, typer.Option("--max-loss", help="Gate: no relay loss above PCT percent.")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; send no packet and no DNS query.")
     ] = False,
@@ -172,8 +200,25 @@ def probe(
     ] = 10,
     size: Annotated[int, typer.Option("--size", help="Relay check: bytes per packet.")] = 100,
     interval: Annotated[
-        float, typer.Option("--interval", help="Relay check: milliseconds between packets.")
-    ] = 20.0,
+        float | None,
+        typer.Option(
+            "--interval",
+            help="Relay packet spacing in ms (default 20); with --repeat: seconds between "
+            "rounds (default 10).",
+            show_default=False,
+        ),
+    ] = None,
+    packet_interval: Annotated[
+        float | None,
+        typer.Option("--packet-interval", help="Relay packet spacing in ms (default 20)."),
+    ] = None,
+    repeat: Annotated[
+        int | None, typer.Option("--repeat", help="Run N rounds, then statistics per check.")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Trace every STUN/TURN message (stderr).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the verdict line.")] = False,
     peer: Annotated[
         str | None,
         typer.Option("--peer", help="Relay to this UDP echo peer IP:PORT, not a 2nd allocation."),
@@ -222,6 +267,8 @@ def probe(
     server = parse_dns_server(dns_server) if dns_server else None
     override = parse_transports(transport) if transport is not None else None
     refuse_argv_secret(secret)
+    fmt = output_format_of(output_format, json_out)
+    gates = parse_requirements(requires or (), max_rtt, max_loss)
     creds, source = _credentials(ctx, username, credential)
     minted = _rest_credentials(secret_file, user, ttl)
     if minted is not None:
@@ -238,7 +285,14 @@ def probe(
     require_credentials(entries)
     config_advice = tuple(advice(entries)) if (urls or ice_servers) else ()
     targets = build_targets(entries, override)
-    relay = None if no_relay else relay_settings(count, size, interval, peer)
+    if repeat is not None and not 1 <= repeat <= 100000:
+        raise InputError(f"--repeat {repeat}: give 1 to 100000 rounds")
+    if repeat is not None and fmt in ("junit", "prometheus"):
+        raise InputError(f"--repeat works with table and json output, not {fmt}")
+    if quiet and verbose:
+        raise InputError("-q and -v exclude each other")
+    spacing, round_interval = _intervals(interval, packet_interval, repeat is not None)
+    relay = None if no_relay else relay_settings(count, size, spacing, peer)
     if relay_only and (relay is None or not any(t.url.is_turn for t in targets)):
         raise InputError(
             "--relay-only needs a turn: or turns: URL and the relay check (no --no-relay)"
@@ -247,10 +301,10 @@ def probe(
     if dry_run:
         from turncheck.render import plan as plan_render
 
-        if json_out:
+        if fmt != "table":
             from turncheck.render.json import dumps
 
-            print(dumps(plan_render.plan_json(targets, server, config_advice)))
+            emit(dumps(plan_render.plan_json(targets, server, config_advice)), output)
         else:
             plan_render.render(targets, server, out_console(), config_advice)
         raise typer.Exit(ExitStatus.OK)
@@ -262,18 +316,77 @@ def probe(
             "--credential on the command line is visible to other users (ps); "
             "prefer TURNCHECK_CREDENTIAL"
         )
-    report = _run(
-        targets, server, families, timeout, ca_file, insecure, relay, relay_only, config_advice
-    )
-    if json_out:
-        from turncheck.render.json import render as render_json
+    run = _prepare(targets, server, families, timeout, ca_file, insecure, relay, verbose)
 
-        print(render_json(report))
-    else:
+    async def one_round() -> Report:
+        from turncheck.probe import run_probe
+
+        return await run_probe(
+            targets,
+            run.resolver,
+            run.settings,
+            relay_only=relay_only,
+            advice=config_advice,
+            requirements=gates,
+        )
+
+    if repeat is not None:
+        _repeat(repeat, round_interval, one_round, fmt, output, quiet)
+        raise AssertionError("unreachable")  # pragma: no cover
+    report = _with_progress(one_round, fmt == "table" and output is None and not quiet)
+    if quiet:
+        emit(f"verdict: {report.verdict}", output)
+    elif fmt == "table" and output is None:
         from turncheck.render.table import render as render_table
 
         render_table(report, out_console())
+    else:
+        emit(render_report(report, fmt), output)
     raise typer.Exit(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
+
+
+FORMATS = ("table", "json", "junit", "prometheus")
+
+
+def output_format_of(name: str | None, json_out: bool) -> str:
+    """--format, with --json as its short form; InputError on a clash or an unknown name."""
+    if name is None:
+        return "json" if json_out else "table"
+    fmt = name.strip().lower()
+    if fmt not in FORMATS:
+        raise InputError(f"--format {name}: choose from {', '.join(FORMATS)}")
+    if json_out and fmt != "json":
+        raise InputError(f"--json and --format {fmt} exclude each other")
+    return fmt
+
+
+def render_report(report: Report, fmt: str) -> str:
+    """The report as text in a machine format (or a plain table for --output)."""
+    if fmt == "json":
+        from turncheck.render.json import render as render_json
+
+        return render_json(report)
+    if fmt == "junit":
+        from turncheck.render.junit import render as render_junit
+
+        return render_junit(report)
+    if fmt == "prometheus":
+        from turncheck.render.prometheus import render as render_prometheus
+
+        return render_prometheus(report)
+    from turncheck.render.table import render_text
+
+    return render_text(report)
+
+
+def emit(text: str, output: str | None) -> None:
+    """stdout, or FILE written atomically (a temporary file renamed over it)."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    from turncheck.output import write_atomically
+
+    write_atomically(output, text if text.endswith("\n") else text + "\n")
 
 
 def refuse_argv_secret(secret: str | None) -> None:
@@ -431,7 +544,15 @@ def _hostport(addr: tuple[str, int]) -> str:
     return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
-def _run(
+class _Run:
+    """What every round of a probe shares: check settings and the resolver."""
+
+    def __init__(self, settings: CheckSettings, resolver: Resolver) -> None:
+        self.settings = settings
+        self.resolver = resolver
+
+
+def _prepare(
     targets: list[Target],
     dns_server: tuple[str, int] | None,
     families: tuple[int, ...] | None,
@@ -439,13 +560,11 @@ def _run(
     ca_file: Path | None,
     insecure: bool,
     relay: RelaySettings | None,
-    relay_only: bool,
-    config_advice: tuple[str, ...] = (),
-) -> Report:
+    verbose: bool,
+) -> _Run:
     import ssl
 
     from turncheck.checks import CheckSettings, make_ssl_context
-    from turncheck.probe import run_probe
     from turncheck.resolve import Resolver
 
     context = None
@@ -454,15 +573,91 @@ def _run(
             context = make_ssl_context(str(ca_file) if ca_file else None, insecure)
         except (ssl.SSLError, OSError) as exc:
             raise InputError(f"--ca-file '{ca_file}': not a usable PEM CA file ({exc})") from None
-    settings = CheckSettings(timeout=timeout, ssl_context=context, insecure=insecure, relay=relay)
+    tracer = None
+    if verbose:
+        from turncheck.trace import Tracer
+
+        def to_stderr(line: str) -> None:
+            sys.stderr.write(line + "\n")
+
+        tracer = Tracer(to_stderr)
+    settings = CheckSettings(
+        timeout=timeout, ssl_context=context, insecure=insecure, relay=relay, tracer=tracer
+    )
     resolver = Resolver(
         dns_server,
         timeout=timeout,
         **({"families": families} if families else {}),
     )
-    return asyncio.run(
-        run_probe(targets, resolver, settings, relay_only=relay_only, advice=config_advice)
-    )
+    return _Run(settings, resolver)
+
+
+def _with_progress(one_round: Callable[[], Coroutine[Any, Any, Report]], spinner: bool) -> Report:
+    """One round; a spinner on stderr while it runs, only on a terminal and for the table."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    if not (spinner and err.is_terminal and sys.stdout.isatty()):
+        return asyncio.run(one_round())
+    with err.status("probing: resolving, Binding, Allocate, relaying…", spinner="dots"):
+        return asyncio.run(one_round())
+
+
+def _repeat(
+    count: int,
+    interval: float,
+    one_round: Callable[[], Coroutine[Any, Any, Report]],
+    fmt: str,
+    output: str | None,
+    quiet: bool,
+) -> None:
+    """--repeat: a row per round as it ends (table), then the statistics; exits."""
+    from turncheck.monitor import Round, run_rounds
+    from turncheck.render import repeat as repeat_render
+
+    console = out_console()
+    live = fmt == "table" and output is None and not quiet
+
+    def on_round(rnd: Round) -> None:
+        if live:
+            console.print(repeat_render.round_line(rnd, count))
+
+    summary = asyncio.run(run_rounds(count, interval, one_round, on_round))
+    if quiet:
+        emit(f"verdict: {summary.verdict}", output)
+    elif fmt == "json":
+        from turncheck.render.json import dumps
+
+        emit(dumps(summary.to_json()), output)
+    elif output is not None:
+        emit(repeat_render.render_text(summary), output)
+    else:
+        repeat_render.render(summary, console)
+    if summary.interrupted:
+        raise typer.Exit(ExitStatus.INTERRUPTED)
+    raise typer.Exit(ExitStatus.OK if summary.ok else ExitStatus.CHECK_FAILED)
+
+
+def _intervals(
+    interval: float | None, packet_interval: float | None, repeating: bool
+) -> tuple[float, float]:
+    """(relay packet spacing in ms, seconds between rounds) from --interval/--packet-interval.
+
+    Issue 3 gave --interval to the relay packets (ms); issue 6 to --repeat's rounds (s).
+    Both hold: with --repeat, --interval is the round interval and --packet-interval
+    spaces the packets; without it, --interval spaces the packets.
+    """
+    if repeating:
+        rounds = 10.0 if interval is None else interval
+        if not 0 <= rounds <= 86400:
+            raise InputError(f"--interval {rounds:g}: give 0 to 86400 seconds between rounds")
+        return (20.0 if packet_interval is None else packet_interval), rounds
+    if interval is not None and packet_interval is not None and interval != packet_interval:
+        raise InputError(
+            "--interval and --packet-interval disagree (without --repeat both mean ms)"
+        )
+    spacing = packet_interval if packet_interval is not None else interval
+    return (20.0 if spacing is None else spacing), 0.0
 
 
 def relay_settings(count: int, size: int, interval_ms: float, peer: str | None) -> RelaySettings:
@@ -475,7 +670,9 @@ def relay_settings(count: int, size: int, interval_ms: float, peer: str | None) 
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise InputError(f"--size {size}: give {MIN_SIZE} to {MAX_SIZE} bytes")
     if not 0 <= interval_ms <= 10000:
-        raise InputError(f"--interval {interval_ms:g}: give 0 to 10000 milliseconds")
+        raise InputError(
+            f"--interval {interval_ms:g}: give 0 to 10000 milliseconds between packets"
+        )
     peer_addr = parse_ip_port(peer, "--peer", default_port=None) if peer else None
     return RelaySettings(count=count, size=size, interval=interval_ms / 1000, peer=peer_addr)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from turncheck.errors import (
     AuthFailure,
@@ -266,7 +266,9 @@ def verdict(outcomes: Sequence[Outcome]) -> str:
     if not failed:
         kinds = sorted({o.kind.upper() for o in outcomes}, reverse=True)
         transports = _list(sorted({o.transport for o in outcomes}, key=_order))
-        return f"all {len(outcomes)} checks passed: {' and '.join(kinds)} work over {transports}"
+        verb = "works" if len(kinds) == 1 else "work"
+        passed = "the check passed" if len(outcomes) == 1 else f"all {len(outcomes)} checks passed"
+        return f"{passed}: {' and '.join(kinds)} {verb} over {transports}"
     if len(failed) == len(outcomes):
         if all(o.timed_out for o in failed):
             return "nothing answered: the servers are down, or a firewall blocks this network"
@@ -395,3 +397,13 @@ def rest_credential_failure(reason: Explanation, username: str, now: float) -> E
         "mint a fresh credential (turncheck creds, or your app's credentials endpoint); "
         "check the clocks of the server and the credential issuer",
     )
+
+
+def requirements_verdict(results: Sequence[Any], base: str) -> str:
+    """With --require/--max-*: the gate's outcome first, then what the checks said."""
+    unmet = [r for r in results if not r.ok]
+    if not unmet:
+        return f"all {len(results)} requirements met ({', '.join(r.name for r in results)}); {base}"
+    first = unmet[0]
+    more = f" (+{len(unmet) - 1} more)" if len(unmet) > 1 else ""
+    return f"requirement {first.name} not met: {first.detail}{more}"

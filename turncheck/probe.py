@@ -7,10 +7,19 @@ from collections.abc import Awaitable
 
 from turncheck.checks import CheckSettings, UdpPool, allocate_check, binding_check, failed
 from turncheck.errors import DnsFailure
-from turncheck.explain import Outcome, explain, relay_notes, relay_only_verdict, tls_notes, verdict
+from turncheck.explain import (
+    Outcome,
+    explain,
+    relay_notes,
+    relay_only_verdict,
+    requirements_verdict,
+    tls_notes,
+    verdict,
+)
 from turncheck.nat import symmetric_from_bindings
 from turncheck.plan import Target
 from turncheck.report import CheckResult, Report
+from turncheck.require import Requirements, evaluate
 from turncheck.resolve import Endpoint, Resolver
 
 
@@ -62,6 +71,7 @@ async def run_probe(
     *,
     relay_only: bool = False,
     advice: tuple[str, ...] = (),
+    requirements: Requirements | None = None,
 ) -> Report:
     """Every target at once: the run costs about its slowest check."""
     async with UdpPool(settings.tracer) as pool, asyncio.TaskGroup() as group:
@@ -72,6 +82,9 @@ async def run_probe(
     text = verdict([Outcome(c.transport, c.kind, c.ok, c.timed_out, c.port) for c in checks])
     if relay_only:
         text = relay_only_verdict(checks, text)
+    gates = evaluate(requirements, checks) if requirements else ()
+    if gates:
+        text = requirements_verdict(gates, text)
     return Report(
         checks=checks,
         nat=symmetric_from_bindings(checks),
@@ -79,4 +92,5 @@ async def run_probe(
         notes=relay_notes(checks) + tls_notes(checks),
         relay_only=relay_only,
         advice=advice,
+        requirements=gates,
     )

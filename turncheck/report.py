@@ -21,6 +21,7 @@ from turncheck.explain import Explanation
 
 if TYPE_CHECKING:
     from turncheck.relay import RelayResult
+    from turncheck.require import Requirement
 
 SCHEMA = 1
 
@@ -149,11 +150,17 @@ class Report:
     notes: tuple[str, ...] = ()
     relay_only: bool = False  # iceTransportPolicy "relay": only relay checks count
     advice: tuple[str, ...] = ()  # about the configuration itself (config.advice)
+    requirements: tuple[Requirement, ...] = ()  # --require/--max-rtt/--max-loss results
 
     @property
     def ok(self) -> bool:
+        """The exit rule: requirements when given (they replace "every check passed")."""
+        if self.relay_only and not any(c.relay is not None and c.relay.ok for c in self.checks):
+            return False
+        if self.requirements:
+            return all(r.ok for r in self.requirements)
         if self.relay_only:
-            return any(c.relay is not None and c.relay.ok for c in self.checks)
+            return True
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
@@ -165,5 +172,6 @@ class Report:
             "nat": self.nat.to_json(),
             "notes": list(self.notes),
             "advice": list(self.advice),
+            "requirements": [r.to_json() for r in self.requirements],
             "relay_only": self.relay_only,
         }

@@ -92,7 +92,8 @@ def _norm(addr: Any) -> Address:
     return host.split("%", 1)[0], int(addr[1])
 
 
-Tracer = Callable[[str, stun.Message, Address], None]
+# (direction "send"/"recv", message, peer address, local address of the socket)
+Tracer = Callable[[str, stun.Message, Address, Address], None]
 DataHandler = Callable[[bytes, Address], None]
 
 
@@ -126,6 +127,12 @@ class Channel:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def _trace_local(self) -> Address:
+        try:
+            return self.local_address
+        except OSError:
+            return ("?", 0)
+
     # -- transactions ---------------------------------------------------------------------
 
     def send_raw(self, data: bytes, dest: Address) -> None:
@@ -136,7 +143,7 @@ class Channel:
 
     def send_indication(self, message: stun.Message, dest: Address) -> None:
         if self.tracer:
-            self.tracer("send", message, dest)
+            self.tracer("send", message, dest, self._trace_local())
         self.send_raw(bytes(message), dest)
 
     async def request(
@@ -174,7 +181,7 @@ class Channel:
                 if now >= deadline:
                     break
                 if self.tracer:
-                    self.tracer("send", message, pending.dest)
+                    self.tracer("send", message, pending.dest, self._trace_local())
                 self._send_bytes(data, pending.dest)
                 send_times.append(now)
                 with contextlib.suppress(TimeoutError):
@@ -210,7 +217,7 @@ class Channel:
             self._ignore_for(source, f"malformed answer from {_fmt(source)} ({exc})")
             return
         if self.tracer:
-            self.tracer("recv", message, source)
+            self.tracer("recv", message, source, self._trace_local())
         if message.message_class == stun.Class.INDICATION:
             if self.on_indication is not None:
                 self.on_indication(message, source)

@@ -7,6 +7,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from turncheck.render import plain_text
 from turncheck.report import CheckResult, Report
 
 
@@ -97,6 +98,11 @@ def summary(report: Report) -> Group:
     style = "bold green" if report.ok else "bold red"
     parts: list[RenderableType] = [Text.assemble(("verdict: ", "bold"), (report.verdict, style))]
     parts.append(Text(report.nat.text))
+    for req in report.requirements:
+        mark = ("met", "green") if req.ok else ("NOT MET", "bold red")
+        parts.append(
+            Text.assemble(("requirement ", ""), (req.name, "bold"), ": ", mark, f" ({req.detail})")
+        )
     parts.extend(Text(f"note: {note}", style="yellow") for note in report.notes)
     parts.extend(Text(f"advice: {line}", style="cyan") for line in report.advice)
     return Group(*parts)
@@ -105,3 +111,8 @@ def summary(report: Report) -> Group:
 def render(report: Report, console: Console) -> None:
     console.print(table(report))
     console.print(summary(report))
+
+
+def render_text(report: Report) -> str:
+    """The table as plain text (for --output FILE): no colour, wide."""
+    return plain_text(lambda console: render(report, console))
