@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the engine (and rich, unused by --json) is imported when ne
     from rich.console import Console
 
     from turncheck.checks import CheckSettings
+    from turncheck.load import LoadResult, LoadSettings
     from turncheck.nat import NatReport
     from turncheck.relay import RelaySettings
     from turncheck.report import Report
@@ -53,7 +54,8 @@ from turncheck.plan import (
     require_credentials,
 )
 from turncheck.require import parse_requirements
-from turncheck.urls import parse_url
+from turncheck.resolve import parse_dns_server
+from turncheck.urls import Transport, parse_url
 
 
 class ExitStatus(IntEnum):
@@ -256,7 +258,6 @@ def probe(
     secret: Annotated[str | None, typer.Option("--secret", hidden=True)] = None,
 ) -> None:
     """Probe ICE servers: STUN Binding and TURN Allocate, every address, every transport."""
-    from turncheck.resolve import parse_dns_server
 
     if ipv4 and ipv6:
         raise InputError("-4 and -6 exclude each other")
@@ -442,6 +443,158 @@ def creds(
 
 
 @app.command()
+def load(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="One turn: or turns: URL to load.")],
+    username: Annotated[
+        str | None,
+        typer.Option("--username", "-u", envvar="TURNCHECK_USERNAME", help="TURN username."),
+    ] = None,
+    credential: Annotated[
+        str | None,
+        typer.Option(
+            "--credential",
+            "-p",
+            envvar="TURNCHECK_CREDENTIAL",
+            help="TURN password.",
+            show_default=False,
+        ),
+    ] = None,
+    secret_file: Annotated[
+        str | None,
+        typer.Option("--secret-file", help="coturn static-auth-secret file (or TURNCHECK_SECRET)."),
+    ] = None,
+    clients: Annotated[int, typer.Option("--clients", help="Allocation pairs (calls).")] = 10,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds of relaying.")] = 10.0,
+    rate: Annotated[float, typer.Option("--rate", help="Packets per second per pair.")] = 50.0,
+    size: Annotated[int, typer.Option("--size", help="Bytes per packet.")] = 160,
+    ramp: Annotated[
+        float | None, typer.Option("--ramp", help="Pairs opened per second (default: at once).")
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Pairs being set up at the same time.")
+    ] = 64,
+    max_loss: Annotated[
+        float, typer.Option("--max-loss", help="Exit 1 above this relay loss (percent).")
+    ] = 1.0,
+    transport: Annotated[
+        str | None,
+        typer.Option("--transport", help="Control transport udp, tcp or tls for a bare URL."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds for each allocation's setup.")
+    ] = 5.0,
+    dns_server: Annotated[
+        str | None, typer.Option("--dns-server", help="Send every DNS query to IP[:PORT].")
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="Extra CA certificate(s) (PEM) for TLS.")
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    output: Annotated[
+        str | None, typer.Option("--output", help="Write the result to FILE (atomically).")
+    ] = None,
+    event_loop: Annotated[
+        str,
+        typer.Option("--loop", help="Event loop: auto (uvloop when installed), asyncio or uvloop."),
+    ] = "auto",
+) -> None:
+    """Capacity test: N allocation pairs relaying echoed packets at a call's rate."""
+    from turncheck.load import LoadSettings, check_limits
+
+    settings_ = LoadSettings(
+        clients=clients,
+        duration=duration,
+        rate=rate,
+        size=size,
+        ramp=ramp,
+        concurrency=max(1, concurrency),
+        max_loss=max_loss,
+        event_loop=_pick_loop(event_loop),
+    )
+    if not 0 < timeout <= 600:
+        raise InputError(f"--timeout {timeout:g}: give seconds between 0 and 600")
+    if ca_file is not None and not ca_file.is_file():
+        raise InputError(f"--ca-file '{ca_file}': no such file")
+    parsed = parse_url(url)
+    if not parsed.is_turn:
+        raise InputError(f"turncheck load needs a turn: or turns: URL, not '{url}'")
+    creds, source = _credentials(ctx, username, credential)
+    minted = _rest_credentials(secret_file, None, 3600 + int(duration))
+    if minted is not None:
+        if creds is not None:
+            raise InputError("--secret-file/TURNCHECK_SECRET and -u/-p exclude each other")
+        creds, source = minted, "TURN REST API credentials"
+    entry = ServerEntry(parsed, creds, source)
+    require_credentials([entry])
+    override = parse_transports(transport) if transport else None
+    if override is not None and len(override) != 1:
+        raise InputError("--transport: a load test uses one control transport")
+    targets = build_targets([entry], override or (Transport.UDP,))[:1]
+    check_limits(settings_, targets[0].transport.value)
+    server = parse_dns_server(dns_server) if dns_server else None
+    run = _prepare(targets, server, None, timeout, ca_file, insecure, None, False)
+    coro = _load(targets[0], run, settings_, live=not json_out and output is None)
+    if settings_.event_loop == "uvloop":
+        import uvloop
+
+        result = uvloop.run(coro)
+    else:
+        result = asyncio.run(coro)
+    if json_out or output is not None:
+        from turncheck.render.json import dumps
+
+        emit(dumps(result.to_json()), output)
+    else:
+        from turncheck.render.load import render as render_load
+
+        render_load(result, out_console())
+    if result.interrupted:
+        raise typer.Exit(ExitStatus.INTERRUPTED)
+    raise typer.Exit(ExitStatus.OK if result.ok else ExitStatus.CHECK_FAILED)
+
+
+def _pick_loop(name: str) -> str:
+    """uvloop halves the CPU per relayed packet at 200 pairs (benchmarks/load_bench.py)."""
+    choice = name.strip().lower()
+    if choice not in ("auto", "asyncio", "uvloop"):
+        raise InputError(f"--loop {name}: choose auto, asyncio or uvloop")
+    if choice == "asyncio":
+        return choice
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise InputError(
+                "--loop uvloop: install it with pip install 'turncheck[uvloop]'"
+            ) from None
+        return "asyncio"
+    return "uvloop"
+
+
+async def _load(target: Target, run: _Run, settings: LoadSettings, live: bool) -> LoadResult:
+    from turncheck.errors import DnsFailure
+    from turncheck.explain import explain
+    from turncheck.load import run_load
+    from turncheck.render.load import Progress
+
+    try:
+        endpoints = await run.resolver.endpoints(target)
+    except DnsFailure as exc:
+        raise InputError(f"{target.url.text}: {explain(exc).reason}") from None
+    from rich.console import Console
+
+    progress = Progress(settings.clients, live and Console(stderr=True).is_terminal)
+    try:
+        return await run_load(endpoints[0], settings, run.settings, progress)
+    finally:
+        progress.stop()
+
+
+@app.command()
 def nat(
     urls: Annotated[
         list[str] | None,
@@ -472,9 +625,6 @@ def nat(
     ] = False,
 ) -> None:
     """NAT behaviour (RFC 5780): mapping, filtering, NAT type, public address, advice."""
-    from turncheck.resolve import parse_dns_server
-    from turncheck.urls import Transport
-
     if ipv4 and ipv6:
         raise InputError("-4 and -6 exclude each other")
     for name, value in (("--timeout", timeout), ("--filter-timeout", filter_timeout)):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,8 +190,7 @@ async def _pump(
             await asyncio.sleep(delay)
         if loop.time() >= deadline:
             break
-        now = loop.time()
-        meter.sent(seq, now)
+        meter.sent(seq, time.monotonic())  # measurements: not uvloop's whole-ms loop clock
         send(meter.packet(seq))
     rtt_max = max(meter.rtts, default=0.0)
     wait_until = min(deadline, loop.time() + max(settings.grace, 3 * rtt_max))
@@ -277,13 +277,12 @@ async def _echo(
     relays the peer's data as ChannelData (RFC 8656 §12). It sends at most
     INDICATION_PROBE packets: enough to tell whether the path works, cheap in time.
     """
-    loop = asyncio.get_running_loop()
     meters: dict[str, EchoMeter] = {}
 
     def at_a(source: Address, payload: bytes, path: str) -> None:
         meter = meters.get(path)
         if meter is not None and source == peer:
-            meter.echo(payload, loop.time())
+            meter.echo(payload, time.monotonic())
 
     a.on_peer_data(at_a)
     try:

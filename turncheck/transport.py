@@ -183,7 +183,8 @@ class Channel:
                 if self.tracer:
                     self.tracer("send", message, pending.dest, self._trace_local())
                 self._send_bytes(data, pending.dest)
-                send_times.append(now)
+                # Round trips on time.monotonic(): uvloop's loop clock counts whole ms.
+                send_times.append(time.monotonic())
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(min(deadline, now + wait)):
                         await asyncio.shield(pending.future)
@@ -231,7 +232,7 @@ class Channel:
             pending.ignore(why)
             return
         if not pending.future.done():
-            pending.future.set_result((message, source, asyncio.get_running_loop().time()))
+            pending.future.set_result((message, source, time.monotonic()))
 
     def _reject(self, pending: _Pending, message: stun.Message, source: Address) -> str | None:
         if not self.reliable and source != pending.source:

@@ -219,6 +219,10 @@ class Allocation:
         software = response.attributes.get("SOFTWARE")
         self.software = stun.clean_text(software) if software else None
 
+    async def refresh(self, deadline: float, lifetime: int = 600) -> None:
+        """Refresh the allocation's lifetime (RFC 8656 §8) in a long run."""
+        await self.authed(stun.Method.REFRESH, {"LIFETIME": lifetime}, deadline)
+
     async def delete(self) -> None:
         """Refresh LIFETIME=0 (RFC 8656 §8); bounded; on every path, even when cancelled."""
         if not self._maybe_allocated or self.deleted is not None:

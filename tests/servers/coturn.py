@@ -239,6 +239,7 @@ def running_coturn(
     netns: str | None = None,
     relay_ips: Sequence[str] | None = None,
     cert_pem: tuple[bytes, bytes] | None = None,
+    relay_range: int = RELAY_RANGE_SIZE,
 ) -> Iterator[Coturn]:
     """Start turnserver with its own config in *workdir*, wait until it answers,
     yield a :class:`Coturn`, and always stop it afterwards.
@@ -253,6 +254,7 @@ def running_coturn(
     the namespace.  *relay_ips*: the ``relay-ip=`` lines (default: 127.0.0.1
     and/or ::1, matching *hosts*).  *cert_pem*: (certificate chain PEM, private
     key PEM) to serve instead of a leaf issued by *ca* (expired, self-signed, ...).
+    *relay_range*: how many relay ports (a load test needs two per pair).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -279,13 +281,13 @@ def running_coturn(
         try:
             relay_hosts = tuple(["127.0.0.1"] * bool(v4) + ["::1"] * bool(v6))
             min_port = free_port_block(
-                RELAY_RANGE_SIZE, host=relay_hosts[0], extra_hosts=relay_hosts[1:]
+                relay_range, host=relay_hosts[0], extra_hosts=relay_hosts[1:]
             )
         except BaseException:
             release_ports(port, n_listen)
             raise
-        blocks.append((min_port, RELAY_RANGE_SIZE))
-    max_port = min_port + RELAY_RANGE_SIZE - 1
+        blocks.append((min_port, relay_range))
+    max_port = min_port + relay_range - 1
     tls_port = port + 2 if tls else 0
 
     cert_path = pkey_path = None
