@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turncheck import stun
-from turncheck.errors import CheckFailure, ErrorResponse, ProtocolFailure, RelayFailure
+from turncheck.errors import (
+    CheckFailure,
+    ErrorResponse,
+    ProtocolFailure,
+    RedirectedFailure,
+    RelayFailure,
+)
 from turncheck.explain import explain, rest_credential_failure
 from turncheck.relay import PATHS, RelayResult, RelaySettings, echo_between, echo_via_peer
 from turncheck.report import Candidate, CheckResult
@@ -162,6 +168,8 @@ async def _follow_redirect(
             "alternate-loop",
             f"redirected to {_fmt(alternate)}, which redirected again to {_fmt(again.alternate)}",
         ) from None
+    except CheckFailure as exc:
+        raise RedirectedFailure(_fmt(alternate), exc) from exc
     details = {**result.details, "redirected_from": ep.server}
     return CheckResult(**{**_result_fields(result), "details": details, "server": _fmt(alternate)})
 

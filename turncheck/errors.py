@@ -10,6 +10,7 @@
         ├── ErrorResponse       the server answered with a STUN error code
         ├── AuthFailure         401 after a credentialed retry
         ├── ProtocolFailure     an answer that breaks the protocol (missing attribute, loop)
+        ├── RedirectedFailure   the alternate server a 300 pointed to failed
         └── RelayFailure        the allocation works but relayed packets do not come back
 
 Everything below the CLI raises these; nothing below the CLI prints.
@@ -95,3 +96,12 @@ class RelayFailure(CheckFailure):
         super().__init__(f"relay {kind}: {detail}")
         self.kind = kind
         self.detail = detail
+
+
+class RedirectedFailure(CheckFailure):
+    """The alternate server a 300 pointed to failed: say both."""
+
+    def __init__(self, alternate: str, failure: CheckFailure) -> None:
+        super().__init__(f"after a redirect to {alternate}: {failure}")
+        self.alternate = alternate
+        self.failure = failure

@@ -13,6 +13,7 @@ from turncheck.errors import (
     DnsFailure,
     ErrorResponse,
     ProtocolFailure,
+    RedirectedFailure,
     RelayFailure,
     TlsFailure,
     TransactionTimeout,
@@ -235,6 +236,13 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
     if isinstance(failure, ProtocolFailure):
         reason, hint = _PROTOCOL.get(failure.kind, _PROTOCOL["bad-answer"])
         return Explanation(None, reason.format(detail=failure.detail), hint)
+    if isinstance(failure, RedirectedFailure):
+        inner = explain(failure.failure, server=failure.alternate)
+        return Explanation(
+            inner.code,
+            f"redirected (300 Try Alternate) to {failure.alternate}, which failed: {inner.reason}",
+            inner.hint + "; or fix alternate-server on the first server",
+        )
     if isinstance(failure, RelayFailure):
         reason, hint = _RELAY.get(failure.kind, _RELAY["broken"])
         return Explanation(None, reason.format(detail=failure.detail), hint)

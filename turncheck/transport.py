@@ -114,6 +114,10 @@ class Channel:
     def _send_bytes(self, data: bytes, dest: Address) -> None:
         raise NotImplementedError
 
+    def pending_notes(self) -> str | None:
+        """Anything half-received when a transaction times out (streams only)."""
+        return None
+
     @property
     def local_address(self) -> Address:
         raise NotImplementedError
@@ -191,8 +195,10 @@ class Channel:
                 if pending.future.done():
                     break
             if not pending.future.done():
+                notes = pending.notes()
+                stuck = self.pending_notes()
                 raise TransactionTimeout(
-                    what, len(send_times), loop.time() - start, pending.notes()
+                    what, len(send_times), loop.time() - start, (*notes, stuck) if stuck else notes
                 )
             response, source, arrived = pending.future.result()
         finally:
@@ -206,11 +212,15 @@ class Channel:
     # -- receiving --------------------------------------------------------------------------
 
     def _deliver(self, data: bytes, source: Address) -> None:
-        if not stun.looks_like_stun(data):
-            if data and 0x40 <= data[0] <= 0x7F and self.on_data is not None:
+        first = data[0] if data else 0xFF
+        if 0x40 <= first <= 0x7F:  # RFC 8656 §12: ChannelData, channel numbers 0x4000-0x7FFF
+            if self.on_data is not None:
                 self.on_data(data, source)
             else:
-                self._ignore_for(source, f"{len(data)} bytes that are not STUN from {_fmt(source)}")
+                self._ignore_for(source, f"ChannelData from {_fmt(source)} outside a relay check")
+            return
+        if first & 0xC0:
+            self._ignore_for(source, f"{len(data)} bytes that are not STUN from {_fmt(source)}")
             return
         try:
             message = stun.decode(data)
@@ -219,11 +229,13 @@ class Channel:
             return
         if self.tracer:
             self.tracer("recv", message, source, self._trace_local())
+        pending = self._pending.get(message.transaction_id)
         if message.message_class == stun.Class.INDICATION:
-            if self.on_indication is not None:
+            if pending is not None:
+                pending.ignore(f"an indication instead of a response from {_fmt(source)}")
+            elif self.on_indication is not None:
                 self.on_indication(message, source)
             return
-        pending = self._pending.get(message.transaction_id)
         if pending is None:
             self._ignore_for(source, f"answer with an unknown transaction ID from {_fmt(source)}")
             return
@@ -424,6 +436,7 @@ class StreamChannel(Channel):
         self._writer = writer
         self.server = server
         self.tls = tls
+        self._buffer = bytearray()
         self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
@@ -491,29 +504,19 @@ class StreamChannel(Channel):
         self._writer.write(data + bytes(-len(data) % 4))
 
     async def _read_loop(self) -> None:
+        """Frames from our own buffer (RFC 8489 §6.2.2, RFC 8656 §12.5), so that a frame the
+        server leaves half-sent can be named when the check's time runs out."""
+        buffer = self._buffer
         try:
             while True:
-                head = await self._reader.readexactly(4)
-                if head[0] & 0xC0 == 0:
-                    length = struct.unpack_from("!H", head, 2)[0]
-                    rest = await self._reader.readexactly(16 + length)
-                    self._deliver(head + rest, self.server)
-                elif head[0] & 0xC0 == 0x40:
-                    length = struct.unpack_from("!H", head, 2)[0]
-                    body = await self._reader.readexactly(length + (-length % 4))
-                    if self.on_data is not None:
-                        self.on_data(head + body[:length], self.server)
-                else:
-                    self._close_with(
-                        ProtocolFailure(
-                            "not-stun",
-                            f"the server sent bytes that are not STUN framing ({head.hex()}...)",
-                        )
-                    )
+                chunk = await self._reader.read(65536)
+                if not chunk:
+                    break
+                buffer.extend(chunk)
+                if not self._drain(buffer):
                     return
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial or self._pending:
-                what = "mid-message" if exc.partial else "before answering"
+            if buffer or self._pending:
+                what = f"mid-message ({self._partial()})" if buffer else "before answering"
                 self._close_with(
                     ConnectFailure("closed", f"the server closed the connection {what}")
                 )
@@ -528,6 +531,41 @@ class StreamChannel(Channel):
                     "reset", "connection reset by the server (connection lost)"
                 )
             self._close_with(failure)
+
+    def _drain(self, buffer: bytearray) -> bool:
+        """Deliver every whole frame in the buffer; False when the stream is not STUN."""
+        while len(buffer) >= 4:
+            kind = buffer[0] & 0xC0
+            length = struct.unpack_from("!H", buffer, 2)[0]
+            if kind == 0:
+                size = 20 + length
+            elif kind == 0x40:
+                size = 4 + length + (-length % 4)
+            else:
+                head = bytes(buffer[:4]).hex()
+                detail = f"the server sent bytes that are not STUN framing ({head}...)"
+                self._close_with(ProtocolFailure("not-stun", detail))
+                return False
+            if len(buffer) < size:
+                return True
+            frame = bytes(buffer[:size])
+            del buffer[:size]
+            self._deliver(frame if kind == 0 else frame[: 4 + length], self.server)
+        return True
+
+    def _partial(self) -> str:
+        buffer = self._buffer
+        if len(buffer) < 4:
+            return f"{len(buffer)} bytes of a frame header"
+        length = struct.unpack_from("!H", buffer, 2)[0]
+        size = 20 + length if buffer[0] & 0xC0 == 0 else 4 + length
+        return f"{len(buffer)} of {size} bytes"
+
+    def pending_notes(self) -> str | None:
+        """What is stuck in the buffer when a transaction times out (a stalled half frame)."""
+        return (
+            f"an incomplete message ({self._partial()}) and then nothing" if self._buffer else None
+        )
 
     async def aclose(self) -> None:
         self._task.cancel()
