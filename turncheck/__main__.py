@@ -2,6 +2,6 @@
 
 import sys
 
-from turncheck.cli import main
+from turncheck.entry import run
 
-sys.exit(main())
+sys.exit(run())

@@ -18,6 +18,7 @@ from turncheck.errors import (
     ProtocolFailure,
     RedirectedFailure,
     RelayFailure,
+    TransactionTimeout,
 )
 from turncheck.explain import explain, rest_credential_failure
 from turncheck.relay import PATHS, RelayResult, RelaySettings, echo_between, echo_via_peer
@@ -136,7 +137,8 @@ def failed(ep: Endpoint, kind: str, exc: BaseException, server: str | None = Non
         **base,
         ok=False,
         error=explain(exc, server=base["server"] or ""),
-        timed_out=type(exc).__name__ == "TransactionTimeout",
+        timed_out=isinstance(exc, TransactionTimeout),
+        invalid_answers=isinstance(exc, TransactionTimeout) and bool(exc.ignored),
     )
 
 
@@ -337,6 +339,11 @@ async def _relay_check(
     if relay.peer is not None:
         return await echo_via_peer(a, relay.peer, relay, deadline)
     peer_text = "a second allocation on the same server"
+
+    def second_failed(exc: CheckFailure | Redirect) -> RelayResult:
+        reason = explain(exc).reason if isinstance(exc, CheckFailure) else str(exc)
+        return RelayResult(peer_text, None, {}, explain(RelayFailure("second-allocation", reason)))
+
     try:
         async with open_channel(ep, server, settings, deadline) as channel:
             b = Allocation(
@@ -347,12 +354,13 @@ async def _relay_check(
                 transport_name=ep.target.transport.value,
             )
             async with b:
-                await b.allocate(deadline)
+                try:
+                    await b.allocate(deadline)
+                except (CheckFailure, Redirect) as exc:
+                    return second_failed(exc)
                 return await echo_between(a, b, relay, deadline)
-    except (CheckFailure, Redirect) as exc:
-        reason = explain(exc).reason if isinstance(exc, CheckFailure) else str(exc)
-        failure = RelayFailure("second-allocation", reason)
-        return RelayResult(peer_text, None, {}, explain(failure))
+    except CheckFailure as exc:  # the second control connection could not be opened
+        return second_failed(exc)
 
 
 def _allocation_result(

@@ -78,6 +78,8 @@ def parse_ice_servers(text: str, name: str = "<input>") -> list[IceServer]:
             f"--ice-servers {name}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
             f"{exc.msg}"
         ) from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, [[[[... 100000 deep
+        raise InputError(f"--ice-servers {name}: unusable JSON ({type(exc).__name__})") from None
     entries: Any = document
     key = "iceServers"
     if isinstance(document, dict):
@@ -120,11 +122,11 @@ def _entry(value: Any, origin: str) -> IceServer:
 
 # -- TURN REST API credentials (coturn use-auth-secret) ----------------------------------------
 
-_REST_USERNAME = re.compile(r"^(\d{9,11})(?::.*)?$")
+_REST_USERNAME = re.compile(r"(\d{9,11})(?::.*)?")
 
 
 def rest_expiry(username: str) -> int | None:
-    match = _REST_USERNAME.match(username)
+    match = _REST_USERNAME.fullmatch(username)
     return int(match.group(1)) if match else None
 
 

@@ -134,6 +134,10 @@ _CONNECT = {
         "{server} is unreachable: {detail}",
         "check routing and firewalls to the server",
     ),
+    "rejected": (
+        "a firewall rejects this traffic to {server}: {detail}",
+        "open that port on the firewall, or use TURN over TCP/TLS (turns: on 443)",
+    ),
     "timeout": ("{detail}", "a firewall may drop TCP to this port; check it and the server"),
     "reset": (
         "{detail}",
@@ -231,7 +235,9 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
                 (f"the server answered error {failure.code}", "look at the server's logs"),
             ),
         )
-        phrase = f": '{failure.phrase}'" if failure.phrase else ""
+        # The server's own words, unless they only repeat the code's standard name.
+        repeated = failure.phrase.lower() in meaning.lower()
+        phrase = f": '{failure.phrase}'" if failure.phrase and not repeated else ""
         return Explanation(failure.code, f"{failure.method}: {meaning}{phrase}", hint)
     if isinstance(failure, ProtocolFailure):
         reason, hint = _PROTOCOL.get(failure.kind, _PROTOCOL["bad-answer"])
@@ -264,6 +270,7 @@ class Outcome:
     ok: bool
     timed_out: bool
     port: int | None
+    invalid_answers: bool = False  # it timed out, but answers came that had to be ignored
 
 
 def verdict(outcomes: Sequence[Outcome]) -> str:
@@ -278,6 +285,11 @@ def verdict(outcomes: Sequence[Outcome]) -> str:
         passed = "the check passed" if len(outcomes) == 1 else f"all {len(outcomes)} checks passed"
         return f"{passed}: {' and '.join(kinds)} {verb} over {transports}"
     if len(failed) == len(outcomes):
+        if any(o.invalid_answers for o in failed):
+            return (
+                "answers came, but not valid STUN/TURN answers to our requests: "
+                "see the reasons above (wrong server or port, or a middlebox)"
+            )
         if all(o.timed_out for o in failed):
             return "nothing answered: the servers are down, or a firewall blocks this network"
         return f"all {len(outcomes)} checks failed: see the reasons above"

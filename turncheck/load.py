@@ -122,6 +122,7 @@ class Tally:
     send_errors: int = 0
     deleted: int = 0
     delete_failed: int = 0
+    lost: Counter[str] = field(default_factory=Counter)  # pairs whose server went away
     started: float = 0.0
     sending_started: float | None = None
     sending_ended: float | None = None
@@ -204,6 +205,10 @@ async def run_load(
         await _open_pairs(ep, server, load, settings, fleet, tally, pairs, expected)
         if pairs:
             await _relay(pairs, load, settings, tally, expected)
+        for pair in pairs:
+            gone = pair.a.channel.lost(pair.a.server) or pair.b.channel.lost(pair.b.server)
+            if gone is not None:
+                tally.lost[explain(gone, server=f"{server[0]}:{server[1]}").reason] += 1
     except asyncio.CancelledError:
         interrupted = True
     finally:
@@ -376,6 +381,7 @@ class LoadResult:
     wall_time: float
     deleted: int
     delete_failed: int
+    lost: dict[str, int]
     interrupted: bool
 
     @classmethod
@@ -407,6 +413,7 @@ class LoadResult:
             wall_time=wall,
             deleted=tally.deleted,
             delete_failed=tally.delete_failed,
+            lost=dict(tally.lost),
             interrupted=interrupted,
         )
 
@@ -432,6 +439,7 @@ class LoadResult:
     def ok(self) -> bool:
         return (
             not self.interrupted
+            and not self.lost
             and self.failed == 0
             and self.succeeded == self.settings.clients
             and self.loss_pct <= self.settings.max_loss
@@ -441,6 +449,12 @@ class LoadResult:
     def verdict(self) -> str:
         if self.interrupted:
             return f"interrupted: {self.succeeded} pairs were up; every allocation deleted"
+        if self.lost:
+            reason, count = max(self.lost.items(), key=lambda kv: kv[1])
+            return (
+                f"the server stopped answering during the run: {sum(self.lost.values())} of "
+                f"{self.succeeded} pairs lost their path ({reason})"
+            )
         if self.failed:
             top, count = max(self.failures.items(), key=lambda kv: kv[1])
             return (
@@ -484,6 +498,8 @@ class LoadResult:
                 "latency_ms": ms(self.alloc_latency),
                 "deleted": self.deleted,
                 "delete_failed": self.delete_failed,
+                "pairs_lost": sum(self.lost.values()),
+                "lost": dict(self.lost),
             },
             "relay": {
                 "sent": self.sent,

@@ -79,7 +79,9 @@ async def run_probe(
             group.create_task(_run_target(target, resolver, settings, pool)) for target in targets
         ]
     checks = tuple(result for task in tasks for result in task.result())
-    text = verdict([Outcome(c.transport, c.kind, c.ok, c.timed_out, c.port) for c in checks])
+    text = verdict(
+        [Outcome(c.transport, c.kind, c.ok, c.timed_out, c.port, c.invalid_answers) for c in checks]
+    )
     if relay_only:
         text = relay_only_verdict(checks, text)
     gates = evaluate(requirements, checks) if requirements else ()

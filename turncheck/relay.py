@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from turncheck.errors import CheckFailure, RelayFailure
+from turncheck.errors import CheckFailure, ConnectFailure, RelayFailure
 from turncheck.explain import Explanation, explain
 from turncheck.transport import Address
 from turncheck.turn import FIRST_CHANNEL, Allocation
@@ -190,8 +190,11 @@ async def _pump(
             await asyncio.sleep(delay)
         if loop.time() >= deadline:
             break
+        try:
+            send(meter.packet(seq))
+        except CheckFailure:
+            break  # the control connection is gone: _echo reports it as lost
         meter.sent(seq, time.monotonic())  # measurements: not uvloop's whole-ms loop clock
-        send(meter.packet(seq))
     rtt_max = max(meter.rtts, default=0.0)
     wait_until = min(deadline, loop.time() + max(settings.grace, 3 * rtt_max))
     try:
@@ -310,6 +313,13 @@ async def _echo(
             interval=settings.interval,
         )
     stats = _choose(paths)
+    lost = a.channel.lost(a.server)
+    if lost is not None:
+        # The server went away during the check: that, not packet loss, is the finding.
+        failure = ConnectFailure(
+            "lost", f"the server stopped answering during the relay check ({lost})"
+        )
+        return RelayResult(peer_text, stats, paths, explain(failure, server=_fmt(a.server)))
     if stats is None:
         return RelayResult(peer_text, None, paths, explain(_broken(peer_text)))
     return RelayResult(peer_text, stats, paths)

@@ -100,6 +100,7 @@ class CheckResult:
     candidates: tuple[Candidate, ...] = ()
     error: Explanation | None = None
     timed_out: bool = False
+    invalid_answers: bool = False  # timed out while ignoring answers that failed validation
     details: dict[str, Any] = field(default_factory=dict)
     # Where the server saw us: (local socket, mapped address) for the NAT comparison.
     local: str | None = None

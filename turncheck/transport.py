@@ -118,6 +118,11 @@ class Channel:
         """Anything half-received when a transaction times out (streams only)."""
         return None
 
+    def lost(self, server: Address) -> CheckFailure | None:
+        """Why the path to server is gone (connection closed, ICMP unreachable), if it is."""
+        errors: dict[Address, ConnectFailure] = getattr(self, "errors", {})
+        return self._closed_reason or errors.get(server)
+
     @property
     def local_address(self) -> Address:
         raise NotImplementedError
@@ -250,11 +255,11 @@ class Channel:
         if not self.reliable and source != pending.source:
             return f"answer from {_fmt(source)}, not from {_fmt(pending.source)} as expected"
         if message.message_class == stun.Class.REQUEST:
-            return "a request instead of a response"
+            return f"a request instead of a response from {_fmt(source)}"
         if message.message_method != pending.request.message_method:
             return (
-                f"{message.message_method.name} answer to a "
-                f"{pending.request.message_method.name} request"
+                f"{stun.method_name(message.message_method)} answer to a "
+                f"{stun.method_name(pending.request.message_method)} request from {_fmt(source)}"
             )
         if pending.key is not None:
             code, _ = stun.error_of(message)
@@ -334,6 +339,7 @@ class UdpChannel(Channel):
     def __init__(self, sock: socket.socket, tracer: Tracer | None = None) -> None:
         super().__init__(tracer)
         self._sock = sock
+        self.errors: dict[Address, ConnectFailure] = {}  # the last ICMP error per destination
         self._transport: asyncio.DatagramTransport | None = None
 
     @classmethod
@@ -367,7 +373,9 @@ class UdpChannel(Channel):
         self._transport.sendto(data, dest)
 
     def _icmp_error(self, exc: Exception) -> None:
-        # With IP_RECVERR the error queue names the destination that failed (ip(7)).
+        # With IP_RECVERR the error queue names the destination that failed and the host
+        # that sent the ICMP error (ip(7), SO_EE_OFFENDER): a firewall in the path is not
+        # the server.
         drained = False
         for _ in range(64):
             try:
@@ -377,13 +385,22 @@ class UdpChannel(Channel):
             except OSError:
                 break
             drained = True
-            code = errno.ECONNREFUSED
+            code, offender = errno.ECONNREFUSED, None
             for _level, _type, cdata in anc:
                 if len(cdata) >= 4:
                     code = struct.unpack_from("=I", cdata, 0)[0]
+                offender = _offender(cdata)
+            if not addr:
+                continue
+            dest = _norm(addr)
             failure = _errno_failure(OSError(code, _strerror(code)))
-            if addr:
-                self._fail_pending(failure, _norm(addr))
+            if offender is not None and offender != dest[0] and failure.kind == "refused":
+                failure = ConnectFailure(
+                    "rejected",
+                    f"ICMP unreachable from {offender}, a host on the path, not the server",
+                )
+            self.errors[dest] = failure
+            self._fail_pending(failure, dest)
         if (
             not drained
             and isinstance(exc, OSError)
@@ -397,6 +414,15 @@ class UdpChannel(Channel):
         else:
             self._sock.close()
         self._close_with(ConnectFailure("closed", "socket closed"))
+
+
+def _offender(cdata: bytes) -> str | None:
+    """The ICMP sender's address after struct sock_extended_err (16 bytes), if present."""
+    if len(cdata) >= 16 + 8 and struct.unpack_from("=H", cdata, 16)[0] == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, cdata[20:24])
+    if len(cdata) >= 16 + 24 and struct.unpack_from("=H", cdata, 16)[0] == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, cdata[24:40])
+    return None
 
 
 def _strerror(code: int) -> str:
@@ -475,7 +501,8 @@ class StreamChannel(Channel):
             except ssl.SSLError as exc:
                 writer.transport.abort()
                 raise TlsFailure("handshake", exc.reason or str(exc)) from exc
-            except TimeoutError:
+            except (TimeoutError, ConnectionAbortedError):
+                # asyncio reports its ssl_handshake_timeout as ConnectionAbortedError.
                 writer.transport.abort()
                 raise TlsFailure("timeout", "the TLS handshake did not finish in time") from None
             except (OSError, EOFError) as exc:

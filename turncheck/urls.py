@@ -35,7 +35,7 @@ DEFAULT_PORT = 3478
 DEFAULT_TLS_PORT = 5349
 
 # RFC 3986 reg-name restricted to what DNS can carry: labels of letters, digits, '-' and '_'.
-_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")  # fullmatch: no "\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ def _check_hostname(text: str, host: str) -> None:
     if len(name) > 253 or not name:
         raise _fail(text, f"'{host}' is not a valid host name")
     for label in name.split("."):
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise _fail(text, f"'{host}' is not a valid host name")
     if re.fullmatch(r"[0-9.]+", name):
         raise _fail(text, f"'{host}' is not a valid IPv4 address")

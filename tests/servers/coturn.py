@@ -362,7 +362,8 @@ def running_coturn(
     )
     try:
         if netns is None:
-            _wait_ready(server, main_host, ready_timeout, started)
+            udp = not any(e.strip() == "no-udp" for e in extra)
+            _wait_ready(server, main_host, ready_timeout, started, udp)
         else:
             _wait_ready_netns(server, netns, main_host, ready_timeout, started)
         server.startup_seconds = time.monotonic() - started
@@ -379,7 +380,9 @@ def running_coturn(
         server.stop()
 
 
-def _wait_ready(server: Coturn, host: str, timeout: float, started: float) -> None:
+def _wait_ready(
+    server: Coturn, host: str, timeout: float, started: float, udp: bool = True
+) -> None:
     deadline = started + timeout
     udp_ok = False
     tls_ok = not server.tls_port
@@ -390,7 +393,12 @@ def _wait_ready(server: Coturn, host: str, timeout: float, started: float) -> No
                 f"turnserver exited early with code {rc}; last log lines:\n{server.log_tail(40)}"
             )
         if not udp_ok:
-            udp_ok = stun_binding_ok(host, server.port, timeout=0.2)
+            # A server started with no-udp is ready when its TCP listener accepts.
+            udp_ok = (
+                stun_binding_ok(host, server.port, timeout=0.2)
+                if udp
+                else _tcp_connect_ok(host, server.port, timeout=0.2)
+            )
         if udp_ok and not tls_ok:
             tls_ok = _tcp_connect_ok(host, server.tls_port, timeout=0.2)
         if udp_ok and tls_ok:

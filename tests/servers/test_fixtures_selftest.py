@@ -171,9 +171,9 @@ def test_factory_unknown_option_is_an_error(coturn_factory):
 
 
 def test_factory_not_ready_raises_with_log(coturn_factory):
-    # no UDP listener -> the UDP Binding readiness probe can never succeed
+    # no UDP and no TCP listener -> neither readiness probe can ever succeed
     with pytest.raises(RuntimeError, match=r"(?s)not ready after 0\.5 s.*last log lines"):
-        coturn_factory(tls=False, extra=["no-udp"], ready_timeout=0.5)
+        coturn_factory(tls=False, extra=["no-udp", "no-tcp"], ready_timeout=0.5)
 
 
 # ------------------------------------------------------------------- dnsmasq
