@@ -99,3 +99,15 @@ def test_nat_table_output_in_the_lab(turn_lab) -> None:
     assert "port-restricted cone" in run.out
     assert "advice: direct peer-to-peer works with most peers" in run.out
     assert "classic RFC 3489 test (pystun3): " in run.out
+
+
+def test_icmp_reject_from_a_firewall_is_not_blamed_on_the_server(turn_lab) -> None:
+    t = turn_lab("reject-udp")
+    run = t.turncheck("probe", f"stun:{t.primary}", "--transport", "udp", "--json")
+    assert run.code == 1
+    error = run.json()["checks"][0]["error"]
+    assert error["reason"] == (
+        f"a firewall rejects this traffic to {t.primary}: ICMP unreachable from "
+        f"{t.lab.nat_inside_ip}, a host on the path, not the server"
+    )
+    assert "TURN over TCP/TLS" in error["hint"]
