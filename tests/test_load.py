@@ -207,3 +207,24 @@ def test_more_sockets_than_the_descriptor_limit_is_refused_up_front() -> None:
     )
     assert done.returncode == 2
     assert "needs 464 file descriptors" in done.stderr and "ulimit -n" in done.stderr
+
+
+def test_ramp_paces_the_setup(cli, big: Coturn) -> None:
+    # --ramp 10: pair i may start at i/10 s, so 4 pairs take at least 0.3 s to set up.
+    result = cli(
+        "load",
+        f"turn:127.0.0.1:{big.port}",
+        "--clients",
+        "4",
+        "--ramp",
+        "10",
+        "--duration",
+        "0.2",
+        "--json",
+        env={"TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "s3cret"},
+    )
+    assert result.code == 0, result.out
+    doc = result.json()
+    assert doc["requested"]["ramp"] == 10
+    assert doc["allocations"]["pairs_succeeded"] == 4
+    assert doc["wall_time_s"] - doc["sending_time_s"] >= 0.3
