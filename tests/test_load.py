@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -21,13 +20,6 @@ ENV = {**os.environ, "TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "s3c
 @pytest.fixture
 def big(coturn_factory) -> Coturn:
     return coturn_factory(tls=False, relay_range=120)
-
-
-def allocations_all_deleted(server: Coturn) -> tuple[set[str], set[str]]:
-    log = server.log_text()
-    made = set(re.findall(r"session (\d+): new, realm=", log))
-    deleted = set(re.findall(r"session (\d+): refreshed, .*lifetime=0", log))
-    return made, deleted
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -65,7 +57,7 @@ def test_small_run_figures_are_consistent(cli, big: Coturn, loop: str) -> None:
         relay["received"] / doc["sending_time_s"], rel=0.01
     )
     assert relay["bps_requested"] == 250.0 * 160 * 8
-    made, deleted = allocations_all_deleted(big)
+    made, deleted = big.allocation_sessions()
     assert len(made) == 10 and made <= deleted
 
 
@@ -160,7 +152,7 @@ def test_ctrl_c_leaves_no_allocation(big: Coturn) -> None:
     doc = json.loads(out)
     assert doc["interrupted"] is True
     assert doc["allocations"]["deleted"] == 20
-    made, deleted = allocations_all_deleted(big)
+    made, deleted = big.allocation_sessions()
     assert len(made) == 20 and made <= deleted
 
 

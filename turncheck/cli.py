@@ -125,6 +125,54 @@ def _credentials(
     return Credentials(username, credential), source
 
 
+# Options shared by several commands, declared once.
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option("--username", "-u", envvar="TURNCHECK_USERNAME", help="TURN username."),
+]
+CredentialOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--credential",
+        "-p",
+        envvar="TURNCHECK_CREDENTIAL",
+        help="TURN password (prefer the TURNCHECK_CREDENTIAL variable: argv is public).",
+        show_default=False,
+    ),
+]
+SecretFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--secret-file",
+        help="coturn static-auth-secret file: mint TURN REST API credentials "
+        "(or TURNCHECK_SECRET).",
+    ),
+]
+SecretOpt = Annotated[str | None, typer.Option("--secret", hidden=True)]
+DnsServerOpt = Annotated[
+    str | None,
+    typer.Option("--dns-server", help="Send every DNS query to IP[:PORT] (dnspython)."),
+]
+Ipv4Opt = Annotated[bool, typer.Option("-4", "--ipv4", help="IPv4 addresses only.")]
+Ipv6Opt = Annotated[bool, typer.Option("-6", "--ipv6", help="IPv6 addresses only.")]
+CaFileOpt = Annotated[
+    Path | None, typer.Option("--ca-file", help="Extra CA certificate(s) (PEM) for TLS.")
+]
+InsecureOpt = Annotated[
+    bool, typer.Option("--insecure", help="Do not verify TLS certificates (shown in output).")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option("--output", help="Write the output to FILE (atomically) instead of stdout."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the plan; send no packet and no DNS query.")
+]
+
+
 @app.command()
 def probe(
     ctx: typer.Context,
@@ -135,20 +183,8 @@ def probe(
             show_default=False,
         ),
     ] = None,
-    username: Annotated[
-        str | None,
-        typer.Option("--username", "-u", envvar="TURNCHECK_USERNAME", help="TURN username."),
-    ] = None,
-    credential: Annotated[
-        str | None,
-        typer.Option(
-            "--credential",
-            "-p",
-            envvar="TURNCHECK_CREDENTIAL",
-            help="TURN password (prefer the TURNCHECK_CREDENTIAL variable: argv is public).",
-            show_default=False,
-        ),
-    ] = None,
+    username: UsernameOpt = None,
+    credential: CredentialOpt = None,
     transport: Annotated[
         str | None,
         typer.Option(
@@ -156,32 +192,20 @@ def probe(
             help="Comma list of udp,tcp,tls for URLs that do not name their transport.",
         ),
     ] = None,
-    dns_server: Annotated[
-        str | None,
-        typer.Option("--dns-server", help="Send every DNS query to IP[:PORT] (dnspython)."),
-    ] = None,
-    ipv4: Annotated[bool, typer.Option("-4", "--ipv4", help="IPv4 addresses only.")] = False,
-    ipv6: Annotated[bool, typer.Option("-6", "--ipv6", help="IPv6 addresses only.")] = False,
+    dns_server: DnsServerOpt = None,
+    ipv4: Ipv4Opt = False,
+    ipv6: Ipv6Opt = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds per check (UDP retransmits within it).")
     ] = 5.0,
-    ca_file: Annotated[
-        Path | None, typer.Option("--ca-file", help="Extra CA certificate(s) (PEM) for TLS.")
-    ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Do not verify TLS certificates (shown in output).")
-    ] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")
-    ] = False,
+    ca_file: CaFileOpt = None,
+    insecure: InsecureOpt = False,
+    json_out: JsonOpt = False,
     output_format: Annotated[
         str | None,
         typer.Option("--format", help="Output: table, json, junit or prometheus."),
     ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option("--output", help="Write the output to FILE (atomically) instead of stdout."),
-    ] = None,
+    output: OutputOpt = None,
     requires: Annotated[
         list[str] | None,
         typer.Option(
@@ -194,9 +218,7 @@ def probe(
     max_loss: Annotated[
         float | None, typer.Option("--max-loss", help="Gate: no relay loss above PCT percent.")
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; send no packet and no DNS query.")
-    ] = False,
+    dry_run: DryRunOpt = False,
     count: Annotated[
         int, typer.Option("--count", help="Relay check: packets per relaying path.")
     ] = 10,
@@ -241,21 +263,14 @@ def probe(
             help='iceServers JSON file, or - for stdin ({"iceServers": [...]} or a bare list).',
         ),
     ] = None,
-    secret_file: Annotated[
-        str | None,
-        typer.Option(
-            "--secret-file",
-            help="coturn static-auth-secret file: mint TURN REST API credentials "
-            "(or TURNCHECK_SECRET).",
-        ),
-    ] = None,
+    secret_file: SecretFileOpt = None,
     ttl: Annotated[
         int, typer.Option("--ttl", help="Lifetime in seconds of minted REST credentials.")
     ] = 600,
     user: Annotated[
         str | None, typer.Option("--user", help="User name inside minted REST credentials.")
     ] = None,
-    secret: Annotated[str | None, typer.Option("--secret", hidden=True)] = None,
+    secret: SecretOpt = None,
 ) -> None:
     """Probe ICE servers: STUN Binding and TURN Allocate, every address, every transport."""
 
@@ -419,15 +434,12 @@ def creds(
     urls: Annotated[
         list[str], typer.Argument(help="turn:/turns:/stun: URLs for the iceServers entry.")
     ],
-    secret_file: Annotated[
-        str | None,
-        typer.Option("--secret-file", help="coturn static-auth-secret file (or TURNCHECK_SECRET)."),
-    ] = None,
+    secret_file: SecretFileOpt = None,
     user: Annotated[
         str | None, typer.Option("--user", help="User name inside the REST username.")
     ] = None,
     ttl: Annotated[int, typer.Option("--ttl", help="Lifetime in seconds.")] = 600,
-    secret: Annotated[str | None, typer.Option("--secret", hidden=True)] = None,
+    secret: SecretOpt = None,
 ) -> None:
     """Mint time-limited TURN REST API credentials: an iceServers JSON snippet on stdout."""
     from turncheck.render.json import dumps
@@ -446,24 +458,9 @@ def creds(
 def load(
     ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="One turn: or turns: URL to load.")],
-    username: Annotated[
-        str | None,
-        typer.Option("--username", "-u", envvar="TURNCHECK_USERNAME", help="TURN username."),
-    ] = None,
-    credential: Annotated[
-        str | None,
-        typer.Option(
-            "--credential",
-            "-p",
-            envvar="TURNCHECK_CREDENTIAL",
-            help="TURN password.",
-            show_default=False,
-        ),
-    ] = None,
-    secret_file: Annotated[
-        str | None,
-        typer.Option("--secret-file", help="coturn static-auth-secret file (or TURNCHECK_SECRET)."),
-    ] = None,
+    username: UsernameOpt = None,
+    credential: CredentialOpt = None,
+    secret_file: SecretFileOpt = None,
     clients: Annotated[int, typer.Option("--clients", help="Allocation pairs (calls).")] = 10,
     duration: Annotated[float, typer.Option("--duration", help="Seconds of relaying.")] = 10.0,
     rate: Annotated[float, typer.Option("--rate", help="Packets per second per pair.")] = 50.0,
@@ -484,19 +481,11 @@ def load(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds for each allocation's setup.")
     ] = 5.0,
-    dns_server: Annotated[
-        str | None, typer.Option("--dns-server", help="Send every DNS query to IP[:PORT].")
-    ] = None,
-    ca_file: Annotated[
-        Path | None, typer.Option("--ca-file", help="Extra CA certificate(s) (PEM) for TLS.")
-    ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
-    ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
-    output: Annotated[
-        str | None, typer.Option("--output", help="Write the result to FILE (atomically).")
-    ] = None,
+    dns_server: DnsServerOpt = None,
+    ca_file: CaFileOpt = None,
+    insecure: InsecureOpt = False,
+    json_out: JsonOpt = False,
+    output: OutputOpt = None,
     event_loop: Annotated[
         str,
         typer.Option("--loop", help="Event loop: auto (uvloop when installed), asyncio or uvloop."),
@@ -603,12 +592,9 @@ def nat(
             show_default=False,
         ),
     ] = None,
-    dns_server: Annotated[
-        str | None,
-        typer.Option("--dns-server", help="Send every DNS query to IP[:PORT] (dnspython)."),
-    ] = None,
-    ipv4: Annotated[bool, typer.Option("-4", "--ipv4", help="IPv4 addresses only.")] = False,
-    ipv6: Annotated[bool, typer.Option("-6", "--ipv6", help="IPv6 addresses only.")] = False,
+    dns_server: DnsServerOpt = None,
+    ipv4: Ipv4Opt = False,
+    ipv6: Ipv6Opt = False,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds for each answered test.")
     ] = 3.0,
@@ -619,10 +605,8 @@ def nat(
     classic: Annotated[
         bool, typer.Option("--classic", help="Also run pystun3's RFC 3489 test as a cross-check.")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; send no packet and no DNS query.")
-    ] = False,
+    json_out: JsonOpt = False,
+    dry_run: DryRunOpt = False,
 ) -> None:
     """NAT behaviour (RFC 5780): mapping, filtering, NAT type, public address, advice."""
     if ipv4 and ipv6:
@@ -744,11 +728,11 @@ def _prepare(
 
 def _with_progress(one_round: Callable[[], Coroutine[Any, Any, Report]], spinner: bool) -> Report:
     """One round; a spinner on stderr while it runs, only on a terminal and for the table."""
+    if not (spinner and sys.stderr.isatty() and sys.stdout.isatty()):
+        return asyncio.run(one_round())  # no rich import on this path: ~30 ms saved
     from rich.console import Console
 
     err = Console(stderr=True)
-    if not (spinner and err.is_terminal and sys.stdout.isatty()):
-        return asyncio.run(one_round())
     with err.status("probing: resolving, Binding, Allocate, relaying…", spinner="dots"):
         return asyncio.run(one_round())
 

@@ -75,6 +75,21 @@ class Coturn:
         except FileNotFoundError:
             return ""
 
+    def allocation_sessions(self, settle: float = 2.0) -> tuple[set[str], set[str]]:
+        """(sessions that allocated, sessions whose allocation got Refresh LIFETIME=0).
+
+        coturn writes its log a moment after the fact: wait up to *settle* seconds for
+        every allocation in it to show its deletion too (bounded; returns what it saw)."""
+        deadline = time.monotonic() + settle
+        for _ in range(200):
+            log = self.log_text()
+            made = set(re.findall(r"session (\d+): new, realm=", log))
+            deleted = set(re.findall(r"session (\d+): refreshed, .*lifetime=0", log))
+            if made <= deleted or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        return made, deleted
+
     def log_tail(self, n: int = 40) -> str:
         text = self.log_text()
         if not text.strip() and self.stdout_path is not None:
