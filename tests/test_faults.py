@@ -148,3 +148,24 @@ def test_ctrl_c_at_any_moment_leaves_no_allocation(coturn_factory) -> None:
     made, deleted = server.allocation_sessions()
     assert made, "the moments chosen never reached an allocation"
     assert made <= deleted, f"allocations left behind: {sorted(made - deleted)}"
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130() -> None:
+    # Interrupts landing while turncheck imports (dataclasses exec() their methods then):
+    # CPython would re-raise SIGINT at exit unless turncheck leaves with os._exit(130).
+    deaths = []
+    for step in range(12):
+        moment = 0.05 + step * 0.01
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "turncheck", "probe", "stun:127.0.0.1:1", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(moment)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert "Traceback" not in err, err
+        if proc.returncode not in (130, 1):  # 1: it had finished (the port is closed)
+            deaths.append((moment, proc.returncode, err))
+    assert not deaths, deaths
