@@ -14,7 +14,6 @@ import os
 import re
 import select
 import shlex
-import signal
 import socket
 import struct
 import subprocess
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .ports import free_port_block, release_ports
+from .ports import free_port_block, release_ports, terminate
 
 if TYPE_CHECKING:  # pragma: no cover
     import trustme
@@ -105,19 +104,7 @@ class Coturn:
             return
         self._stopped = True
         try:
-            if self.process.poll() is None:
-                try:
-                    self.process.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                try:
-                    self.process.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    try:
-                        self.process.wait(timeout=STOP_TIMEOUT)
-                    except subprocess.TimeoutExpired:
-                        pass
+            terminate(self.process, self.process.send_signal, STOP_TIMEOUT)
         finally:
             for start, n in self._port_blocks:
                 release_ports(start, n)

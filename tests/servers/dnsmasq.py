@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ports import free_port_block, release_ports
+from .ports import free_port_block, release_ports, terminate
 
 __all__ = ["DnsServer", "running_dnsmasq"]
 
@@ -78,15 +78,7 @@ class DnsServer:
         self._stopped = True
         try:
             if self.process.poll() is None:
-                _signal_group(self.process, signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    _signal_group(self.process, signal.SIGKILL)
-                    try:
-                        self.process.wait(timeout=STOP_TIMEOUT)
-                    except subprocess.TimeoutExpired:
-                        pass
+                terminate(self.process, lambda sig: _signal_group(self.process, sig), STOP_TIMEOUT)
             else:
                 # parent gone; make sure no forked TCP child of ours lingers
                 _signal_group(self.process, signal.SIGKILL)

@@ -5,10 +5,14 @@ Only loopback addresses are ever bound; nothing is sent anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
+import signal
 import socket
+import subprocess
 import threading
+from collections.abc import Callable
 
 __all__ = ["free_port_block", "release_ports"]
 
@@ -95,3 +99,22 @@ def release_ports(start: int, n: int) -> None:
     """Forget a block returned by :func:`free_port_block` (after its server stopped)."""
     with _lock:
         _handed_out.difference_update(range(start, start + n))
+
+
+def terminate(
+    process: subprocess.Popen,  # type: ignore[type-arg]
+    signal_it: Callable[[int], None],
+    timeout: float = 5.0,
+) -> None:
+    """SIGTERM via signal_it, wait up to timeout, then SIGKILL and wait again (bounded)."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        signal_it(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            signal_it(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout)
