@@ -34,7 +34,7 @@ from turncheck.transport import (
     UdpChannel,
 )
 from turncheck.turn import Allocation, Redirect, alternate_of
-from turncheck.urls import Transport
+from turncheck.urls import Transport, fmt_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +87,6 @@ def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
-def _fmt(addr: Address) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-
-
 @contextlib.asynccontextmanager
 async def open_channel(
     ep: Endpoint, server: Address, settings: CheckSettings, deadline: float
@@ -115,6 +111,19 @@ async def open_channel(
         yield channel
     finally:
         await channel.aclose()
+
+
+def allocation_on(
+    ep: Endpoint, channel: Channel, server: Address, settings: CheckSettings
+) -> Allocation:
+    """An Allocation with the endpoint's credentials and transport, on an open channel."""
+    return Allocation(
+        channel,
+        server,
+        ep.target.entry.credentials,
+        policy=settings.policy,
+        transport_name=ep.target.transport.value,
+    )
 
 
 def _base(ep: Endpoint, kind: str) -> dict[str, Any]:
@@ -162,18 +171,23 @@ async def _follow_redirect(
     except Redirect as redirect:
         alternate = redirect.alternate
     if alternate == first:
-        raise ProtocolFailure("alternate-loop", f"300 Try Alternate points back to {_fmt(first)}")
+        raise ProtocolFailure(
+            "alternate-loop", f"300 Try Alternate points back to {fmt_address(first)}"
+        )
     try:
         result = await attempt(alternate)
     except Redirect as again:
         raise ProtocolFailure(
             "alternate-loop",
-            f"redirected to {_fmt(alternate)}, which redirected again to {_fmt(again.alternate)}",
+            f"redirected to {fmt_address(alternate)}, which redirected again to "
+            f"{fmt_address(again.alternate)}",
         ) from None
     except CheckFailure as exc:
-        raise RedirectedFailure(_fmt(alternate), exc) from exc
+        raise RedirectedFailure(fmt_address(alternate), exc) from exc
     details = {**result.details, "redirected_from": ep.server}
-    return CheckResult(**{**_result_fields(result), "details": details, "server": _fmt(alternate)})
+    return CheckResult(
+        **{**_result_fields(result), "details": details, "server": fmt_address(alternate)}
+    )
 
 
 def _result_fields(result: CheckResult) -> dict[str, Any]:
@@ -241,10 +255,10 @@ async def _binding_on(
     if "SOFTWARE" in attrs:
         details["software"] = stun.clean_text(attrs["SOFTWARE"])
     if "OTHER-ADDRESS" in attrs:
-        details["other_address"] = _fmt(attrs["OTHER-ADDRESS"])
+        details["other_address"] = fmt_address(attrs["OTHER-ADDRESS"])
     plain = attrs.get("MAPPED-ADDRESS")
     if plain is not None and "XOR-MAPPED-ADDRESS" in attrs and tuple(plain) != tuple(mapped):
-        details["alg"] = f"MAPPED-ADDRESS {_fmt(plain)} differs from XOR-MAPPED-ADDRESS"
+        details["alg"] = f"MAPPED-ADDRESS {fmt_address(plain)} differs from XOR-MAPPED-ADDRESS"
     local = channel.local_address
     other = attrs.get("OTHER-ADDRESS")
     same_family = other is not None and (":" in str(other[0])) == (":" in server[0])
@@ -253,7 +267,10 @@ async def _binding_on(
         # second URL. It runs while the allocations run, so it costs no wall time.
         seen = await _mapped_from(channel, (str(other[0]), server[1]), deadline, settings)
         if seen is not None:
-            details["other_mapped"] = {"server": _fmt((str(other[0]), server[1])), "mapped": seen}
+            details["other_mapped"] = {
+                "server": fmt_address((str(other[0]), server[1])),
+                "mapped": seen,
+            }
     srflx = Candidate(
         "srflx",
         str(mapped[0]),
@@ -268,7 +285,7 @@ async def _binding_on(
         rtt_ms=answer.rtt * 1000,
         candidates=(srflx,),
         details=details,
-        local=_fmt(local) if ep.target.transport is Transport.UDP else None,
+        local=fmt_address(local) if ep.target.transport is Transport.UDP else None,
     )
 
 
@@ -285,7 +302,7 @@ async def _mapped_from(
     except CheckFailure:
         return None
     mapped = answer.message.attributes.get("XOR-MAPPED-ADDRESS")
-    return _fmt((str(mapped[0]), int(mapped[1]))) if mapped else None
+    return fmt_address((str(mapped[0]), int(mapped[1]))) if mapped else None
 
 
 # -- TURN Allocate ----------------------------------------------------------------------------
@@ -299,13 +316,7 @@ async def allocate_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
 
     async def attempt(server: Address) -> CheckResult:
         async with open_channel(ep, server, settings, deadline) as channel:
-            allocation = Allocation(
-                channel,
-                server,
-                credentials,
-                policy=settings.policy,
-                transport_name=ep.target.transport.value,
-            )
+            allocation = allocation_on(ep, channel, server, settings)
             async with allocation:
                 await allocation.allocate(deadline)
                 relay = None
@@ -346,13 +357,7 @@ async def _relay_check(
 
     try:
         async with open_channel(ep, server, settings, deadline) as channel:
-            b = Allocation(
-                channel,
-                server,
-                a.credentials,
-                policy=settings.policy,
-                transport_name=ep.target.transport.value,
-            )
+            b = allocation_on(ep, channel, server, settings)
             async with b:
                 try:
                     await b.allocate(deadline)

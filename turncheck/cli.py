@@ -55,7 +55,7 @@ from turncheck.plan import (
 )
 from turncheck.require import parse_requirements
 from turncheck.resolve import parse_dns_server
-from turncheck.urls import Transport, parse_url
+from turncheck.urls import Transport, fmt_address, parse_url
 
 
 class ExitStatus(IntEnum):
@@ -668,14 +668,10 @@ async def _nat(
     if classic and report.server is not None and servers:
         from dataclasses import replace
 
-        primary = next(s for s in servers if _hostport(s) == report.server)
+        primary = next(s for s in servers if fmt_address(s) == report.server)
         check = await classic_check(primary, report.classic)
         report = replace(report, classic_check=check)
     return report
-
-
-def _hostport(addr: tuple[str, int]) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 class _Run:

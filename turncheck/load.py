@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from turncheck.checks import CheckSettings, open_channel
+from turncheck.checks import CheckSettings, allocation_on, open_channel
 from turncheck.errors import CheckFailure, InputError
 from turncheck.explain import explain
 from turncheck.resolve import Endpoint
@@ -157,13 +157,7 @@ class Fleet:
         channel: Channel = await stack.enter_async_context(
             open_channel(ep, server, settings, deadline)
         )
-        allocation = Allocation(
-            channel,
-            server,
-            ep.target.entry.credentials,
-            policy=settings.policy,
-            transport_name=ep.target.transport.value,
-        )
+        allocation = allocation_on(ep, channel, server, settings)
         self.allocations.append(allocation)
         return allocation
 

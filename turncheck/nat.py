@@ -28,6 +28,7 @@ from turncheck import stun
 from turncheck.errors import CheckFailure
 from turncheck.report import CheckResult, NatVerdict
 from turncheck.transport import Address, RetryPolicy, UdpChannel
+from turncheck.urls import fmt_address
 
 EIM = "endpoint-independent"
 ADM = "address-dependent"
@@ -50,12 +51,6 @@ ADVICE = {
     "unknown": "the NAT type could not be determined: see the reasons; test with a STUN server "
     "that supports RFC 5780 (two IP addresses), or give two STUN servers",
 }
-
-
-def _fmt(addr: Address | None) -> str | None:
-    if addr is None:
-        return None
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +217,8 @@ async def discover(
         tests = [
             NatTest(
                 "mapping I",
-                _fmt(s) or "",
-                _fmt(r.mapped) if r else None,
+                fmt_address(s),
+                fmt_address(r.mapped) if r else None,
                 "mapped address seen by this server" if r else "no answer",
             )
             for s, r in zip(servers, firsts, strict=True)
@@ -231,7 +226,7 @@ async def discover(
         answered = [(s, r) for s, r in zip(servers, firsts, strict=True) if r is not None]
         if not answered:
             return NatReport(
-                server=_fmt(servers[0]),
+                server=fmt_address(servers[0]),
                 method=None,
                 mapping=None,
                 filtering=None,
@@ -258,7 +253,8 @@ async def discover(
             mapping, reasons, more = _two_servers(answered)
             filtering = None
             reasons["filtering"] = (
-                f"{_fmt(primary)} gives no OTHER-ADDRESS (no RFC 5780): filtering cannot be tested"
+                f"{fmt_address(primary)} gives no OTHER-ADDRESS (no RFC 5780): "
+                "filtering cannot be tested"
             )
             method = "two-servers" if len({s for s, _ in answered}) > 1 else None
         if behind_nat is False:
@@ -269,13 +265,13 @@ async def discover(
             classic = "symmetric"  # the mapping changed, so it is not endpoint-independent
         reasons.pop("symmetric", None)
         return NatReport(
-            server=_fmt(primary),
+            server=fmt_address(primary),
             method=method,
             mapping=mapping,
             filtering=filtering,
             classic=classic,
-            public_address=_fmt(first.mapped),
-            local_address=_fmt(local),
+            public_address=fmt_address(first.mapped),
+            local_address=fmt_address(local) if local else None,
             alg=alg,
             advice=ADVICE.get(classic, ADVICE["unknown"]),
             reasons=reasons,
@@ -336,29 +332,33 @@ async def _rfc5780(
     mapping: str | None
     if ii is None:
         mapping = None
-        reasons["mapping"] = f"no answer from the other address {_fmt(to_ii)} (mapping test II)"
-        tests.append(NatTest("mapping II", _fmt(to_ii) or "", None, "no answer"))
+        reasons["mapping"] = (
+            f"no answer from the other address {fmt_address(to_ii)} (mapping test II)"
+        )
+        tests.append(NatTest("mapping II", fmt_address(to_ii), None, "no answer"))
     elif ii.mapped == first.mapped:
         mapping = EIM
         tests.append(
-            NatTest("mapping II", _fmt(to_ii) or "", _fmt(ii.mapped), "same as test I: " + EIM)
+            NatTest(
+                "mapping II", fmt_address(to_ii), fmt_address(ii.mapped), "same as test I: " + EIM
+            )
         )
     else:
         tests.append(
-            NatTest("mapping II", _fmt(to_ii) or "", _fmt(ii.mapped), "differs from test I")
+            NatTest("mapping II", fmt_address(to_ii), fmt_address(ii.mapped), "differs from test I")
         )
         if iii is None:
             mapping = None
-            reasons["mapping"] = f"no answer from {_fmt(to_iii)} (mapping test III)"
+            reasons["mapping"] = f"no answer from {fmt_address(to_iii)} (mapping test III)"
             reasons["symmetric"] = "yes"
-            tests.append(NatTest("mapping III", _fmt(to_iii) or "", None, "no answer"))
+            tests.append(NatTest("mapping III", fmt_address(to_iii), None, "no answer"))
         else:
             mapping = ADM if iii.mapped == ii.mapped else APDM
             tests.append(
                 NatTest(
                     "mapping III",
-                    _fmt(to_iii) or "",
-                    _fmt(iii.mapped),
+                    fmt_address(to_iii),
+                    fmt_address(iii.mapped),
                     ("same as test II: " if mapping == ADM else "differs from test II: ") + mapping,
                 )
             )
@@ -376,16 +376,16 @@ async def _rfc5780(
         tests.append(
             NatTest(
                 "filtering II (change IP and port)",
-                _fmt(primary) or "",
-                _fmt(both.mapped) if both else None,
+                fmt_address(primary),
+                fmt_address(both.mapped) if both else None,
                 "answered from the other IP and port: " + EIM if both else "no answer",
             )
         )
         tests.append(
             NatTest(
                 "filtering III (change port)",
-                _fmt(primary) or "",
-                _fmt(port_only.mapped) if port_only else None,
+                fmt_address(primary),
+                fmt_address(port_only.mapped) if port_only else None,
                 ("answered from the other port" + (": " + ADM if not both else ""))
                 if port_only
                 else "no answer",
@@ -400,7 +400,8 @@ def _two_servers(
     reasons: dict[str, str] = {}
     if len(answered) < 2:
         reasons["mapping"] = (
-            f"{_fmt(answered[0][0])} gives no OTHER-ADDRESS (no RFC 5780) and no second server "
+            f"{fmt_address(answered[0][0])} gives no OTHER-ADDRESS (no RFC 5780) "
+            "and no second server "
             "address answered: give a second STUN server"
         )
         return None, reasons, []
@@ -496,7 +497,7 @@ async def classic_check(
     pystun3 blocks, is IPv4-only, reuses one socket for all tests and sends
     cookie-less RFC 3489 requests; it is an independent opinion, not the verdict.
     """
-    out: dict[str, Any] = {"tool": "pystun3", "server": _fmt(server), "nat_type": None}
+    out: dict[str, Any] = {"tool": "pystun3", "server": fmt_address(server), "nat_type": None}
     if ":" in server[0]:
         return {**out, "classic": None, "agrees": None, "note": "pystun3 is IPv4-only"}
     loop = asyncio.get_running_loop()

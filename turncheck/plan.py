@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from turncheck.config import Credentials, IceServer
 from turncheck.errors import InputError
-from turncheck.urls import DEFAULT_PORT, DEFAULT_TLS_PORT, IceUrl, Scheme, Transport, parse_url
+from turncheck.urls import DEFAULT_PORT, DEFAULT_TLS_PORT, IceUrl, Transport, parse_url
 
 # The pair most WebRTC libraries and demos ship as their default iceServers.
 DEFAULT_STUN_SERVERS = ("stun:stun.l.google.com:19302", "stun:stun1.l.google.com:19302")
@@ -149,7 +149,3 @@ def parse_transports(text: str) -> tuple[Transport, ...]:
     if not out:
         raise InputError("--transport: give at least one of udp, tcp, tls")
     return tuple(out)
-
-
-def scheme_label(url: IceUrl) -> str:
-    return "TURN" if url.scheme in (Scheme.TURN, Scheme.TURNS) else "STUN"

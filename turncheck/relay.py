@@ -22,6 +22,7 @@ from turncheck.errors import CheckFailure, ConnectFailure, RelayFailure
 from turncheck.explain import Explanation, explain
 from turncheck.transport import Address
 from turncheck.turn import FIRST_CHANNEL, Allocation
+from turncheck.urls import fmt_address
 
 _MAGIC = b"TCrl"
 _HEADER = struct.Struct("!4s8sI")  # magic, run id, sequence number
@@ -247,7 +248,7 @@ async def echo_between(
             b.channel_bind(FIRST_CHANNEL, a_relay, deadline),
         )
 
-    text = f"the second allocation {_fmt(b_relay)}"
+    text = f"the second allocation {fmt_address(b_relay)}"
     return await _echo(a, b_relay, text, permit, bind, settings, deadline)
 
 
@@ -262,7 +263,7 @@ async def echo_via_peer(
     async def bind() -> None:
         await a.channel_bind(FIRST_CHANNEL, peer, deadline)
 
-    return await _echo(a, peer, f"the peer {_fmt(peer)}", permit, bind, settings, deadline)
+    return await _echo(a, peer, f"the peer {fmt_address(peer)}", permit, bind, settings, deadline)
 
 
 async def _echo(
@@ -319,11 +320,7 @@ async def _echo(
         failure = ConnectFailure(
             "lost", f"the server stopped answering during the relay check ({lost})"
         )
-        return RelayResult(peer_text, stats, paths, explain(failure, server=_fmt(a.server)))
+        return RelayResult(peer_text, stats, paths, explain(failure, server=fmt_address(a.server)))
     if stats is None:
         return RelayResult(peer_text, None, paths, explain(_broken(peer_text)))
     return RelayResult(peer_text, stats, paths)
-
-
-def _fmt(addr: Address) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from turncheck.explain import Explanation
+from turncheck.urls import hostport
 
 if TYPE_CHECKING:
     from turncheck.relay import RelayResult
@@ -78,11 +79,7 @@ class Candidate:
 
     @property
     def hostport(self) -> str:
-        return (
-            f"[{self.address}]:{self.port}"
-            if ":" in self.address
-            else f"{self.address}:{self.port}"
-        )
+        return hostport(self.address, self.port)
 
 
 @dataclass(frozen=True, slots=True)

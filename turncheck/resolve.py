@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from turncheck.errors import DnsFailure, InputError
 from turncheck.plan import Target
+from turncheck.urls import hostport
 
 if TYPE_CHECKING:  # dnspython is imported on first use: IP literals and A/AAAA via the OS need none
     import dns.asyncresolver
@@ -38,11 +39,7 @@ class Endpoint:
 
     @property
     def server(self) -> str:
-        return (
-            f"[{self.address}]:{self.port}"
-            if ":" in self.address
-            else f"{self.address}:{self.port}"
-        )
+        return hostport(self.address, self.port)
 
 
 def parse_dns_server(text: str) -> tuple[str, int]:

@@ -15,7 +15,6 @@ import importlib.util
 import struct
 import sys
 import types
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from turncheck.config import Credentials
@@ -44,7 +43,7 @@ Message = _stun.Message
 Method = _stun.Method
 Class = _stun.Class
 
-__all__ = ["Class", "Credentials", "MalformedMessage", "Message", "Method", "StunCode", "decode"]
+__all__ = ["Class", "Credentials", "MalformedMessage", "Message", "Method", "decode"]
 
 COOKIE = _stun.COOKIE
 HEADER_LENGTH = _stun.HEADER_LENGTH
@@ -70,37 +69,8 @@ for _entry in _EXTRA_ATTRIBUTES:
 _METHODS = {int(m) for m in Method}
 
 
-class StunCode(IntEnum):
-    """Known STUN/TURN error codes (RFC 8489 §14.8, RFC 8656 §18.2); others stay plain ints."""
-
-    TRY_ALTERNATE = 300
-    BAD_REQUEST = 400
-    UNAUTHENTICATED = 401
-    FORBIDDEN = 403
-    UNKNOWN_ATTRIBUTE = 420
-    ALLOCATION_MISMATCH = 437
-    STALE_NONCE = 438
-    ADDRESS_FAMILY_NOT_SUPPORTED = 440
-    WRONG_CREDENTIALS = 441
-    UNSUPPORTED_TRANSPORT = 442
-    PEER_ADDRESS_FAMILY_MISMATCH = 443
-    ALLOCATION_QUOTA_REACHED = 486
-    ROLE_CONFLICT = 487
-    SERVER_ERROR = 500
-    INSUFFICIENT_CAPACITY = 508
-
-
 class MalformedMessage(ValueError):
     """Bytes that are not a well-formed STUN message; the text says what is wrong."""
-
-
-def looks_like_stun(data: bytes) -> bool:
-    """True when the first two bits are zero and the cookie is right (RFC 8489 §5)."""
-    return (
-        len(data) >= HEADER_LENGTH
-        and data[0] & 0xC0 == 0
-        and struct.unpack_from("!I", data, 4)[0] == COOKIE
-    )
 
 
 def decode(data: bytes) -> Message:

@@ -13,6 +13,7 @@ from typing import Any
 
 from turncheck import stun
 from turncheck.transport import Address
+from turncheck.urls import fmt_address
 
 _HIDDEN = {"MESSAGE-INTEGRITY", "MESSAGE-INTEGRITY-SHA256"}
 _ADDRESSES = {
@@ -28,17 +29,12 @@ _ADDRESSES = {
 }
 
 
-def _hostport(value: Any) -> str:
-    host, port = str(value[0]), int(value[1])
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def format_attribute(name: str, value: Any) -> str:
     """One attribute as text; secrets-bearing ones hidden, server text cleaned."""
     if name in _HIDDEN:
         return f"{name}=(hidden)"
     if name in _ADDRESSES:
-        return f"{name}={_hostport(value)}"
+        return f"{name}={fmt_address(value)}"
     if name == "ERROR-CODE":
         return f"ERROR-CODE={int(value[0])} {stun.clean_text(value[1], 60)}".rstrip()
     if name == "REQUESTED-TRANSPORT":
@@ -68,7 +64,7 @@ def format_message(
     kind = f"{stun.method_name(message.message_method)} {message.message_class.name.lower()}"
     attrs = " ".join(format_attribute(n, v) for n, v in message.attributes.items())
     return (
-        f"+{offset * 1000:8.1f} ms :{local[1]:<5} {arrow} {_hostport(peer):<22} {kind:<26} "
+        f"+{offset * 1000:8.1f} ms :{local[1]:<5} {arrow} {fmt_address(peer):<22} {kind:<26} "
         f"tid={message.transaction_id.hex()[:12]} {attrs}"
     ).rstrip()
 

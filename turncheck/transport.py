@@ -29,6 +29,7 @@ from turncheck.errors import (
     TransactionTimeout,
 )
 from turncheck.tlsinfo import CertInfo, parse_cert
+from turncheck.urls import fmt_address
 
 Address = tuple[str, int]
 
@@ -222,27 +223,33 @@ class Channel:
             if self.on_data is not None:
                 self.on_data(data, source)
             else:
-                self._ignore_for(source, f"ChannelData from {_fmt(source)} outside a relay check")
+                self._ignore_for(
+                    source, f"ChannelData from {fmt_address(source)} outside a relay check"
+                )
             return
         if first & 0xC0:
-            self._ignore_for(source, f"{len(data)} bytes that are not STUN from {_fmt(source)}")
+            self._ignore_for(
+                source, f"{len(data)} bytes that are not STUN from {fmt_address(source)}"
+            )
             return
         try:
             message = stun.decode(data)
         except stun.MalformedMessage as exc:
-            self._ignore_for(source, f"malformed answer from {_fmt(source)} ({exc})")
+            self._ignore_for(source, f"malformed answer from {fmt_address(source)} ({exc})")
             return
         if self.tracer:
             self.tracer("recv", message, source, self._trace_local())
         pending = self._pending.get(message.transaction_id)
         if message.message_class == stun.Class.INDICATION:
             if pending is not None:
-                pending.ignore(f"an indication instead of a response from {_fmt(source)}")
+                pending.ignore(f"an indication instead of a response from {fmt_address(source)}")
             elif self.on_indication is not None:
                 self.on_indication(message, source)
             return
         if pending is None:
-            self._ignore_for(source, f"answer with an unknown transaction ID from {_fmt(source)}")
+            self._ignore_for(
+                source, f"answer with an unknown transaction ID from {fmt_address(source)}"
+            )
             return
         why = self._reject(pending, message, source)
         if why:
@@ -253,13 +260,15 @@ class Channel:
 
     def _reject(self, pending: _Pending, message: stun.Message, source: Address) -> str | None:
         if not self.reliable and source != pending.source:
-            return f"answer from {_fmt(source)}, not from {_fmt(pending.source)} as expected"
+            expected = fmt_address(pending.source)
+            return f"answer from {fmt_address(source)}, not from {expected} as expected"
         if message.message_class == stun.Class.REQUEST:
-            return f"a request instead of a response from {_fmt(source)}"
+            return f"a request instead of a response from {fmt_address(source)}"
         if message.message_method != pending.request.message_method:
             return (
                 f"{stun.method_name(message.message_method)} answer to a "
-                f"{stun.method_name(pending.request.message_method)} request from {_fmt(source)}"
+                f"{stun.method_name(pending.request.message_method)} request "
+                f"from {fmt_address(source)}"
             )
         if pending.key is not None:
             code, _ = stun.error_of(message)
@@ -299,11 +308,6 @@ class Channel:
         if self._closed_reason is None:
             self._closed_reason = exc
         self._fail_pending(exc)
-
-
-def _fmt(addr: Address) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _errno_failure(exc: OSError) -> ConnectFailure:
@@ -480,7 +484,9 @@ class StreamChannel(Channel):
             async with asyncio.timeout_at(deadline):
                 reader, writer = await asyncio.open_connection(server[0], server[1])
         except TimeoutError:
-            raise ConnectFailure("timeout", f"TCP connect to {_fmt(server)} timed out") from None
+            raise ConnectFailure(
+                "timeout", f"TCP connect to {fmt_address(server)} timed out"
+            ) from None
         except OSError as exc:
             raise _errno_failure(exc) from exc
         tls: TlsInfo | None = None
@@ -648,11 +654,3 @@ def _cert_failure(exc: ssl.SSLCertVerificationError, cert: CertInfo | None) -> T
     else:
         kind = "verify"
     return TlsFailure(kind, message, cert)
-
-
-def monotonic() -> float:
-    """Loop time when a loop runs, else monotonic clock (same clock on Linux)."""
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        return time.monotonic()

@@ -70,6 +70,16 @@ class IceUrl:
         return out
 
 
+def hostport(host: str, port: int) -> str:
+    """host:port, an IPv6 literal in brackets (RFC 3986 §3.2.2)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def fmt_address(addr: tuple[str, int]) -> str:
+    """An (ip, port) address as text, an IPv6 literal in brackets."""
+    return hostport(str(addr[0]), int(addr[1]))
+
+
 def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(text)
@@ -97,9 +107,9 @@ def parse_url(text: str) -> IceUrl:
         ) from None
     if rest.startswith("//"):
         raise _fail(text, f"ICE URLs take no '//' (write {scheme}:host:port, RFC 7064/7065)")
-    hostport, qsep, query = rest.partition("?")
+    authority, qsep, query = rest.partition("?")
     transport = _parse_query(text, scheme, query) if qsep else None
-    host, port = _parse_hostport(text, hostport)
+    host, port = _parse_authority(text, authority)
     if scheme.secure and transport in (None, Transport.TCP):
         transport = Transport.TLS if transport is not None else None
     return IceUrl(scheme=scheme, host=host, port=port, transport=transport, text=raw)
@@ -125,16 +135,16 @@ def _parse_query(text: str, scheme: Scheme, query: str) -> Transport:
     raise _fail(text, f"unknown transport '{value}': expected udp or tcp")
 
 
-def _parse_hostport(text: str, hostport: str) -> tuple[str, int | None]:
-    if not hostport:
+def _parse_authority(text: str, authority: str) -> tuple[str, int | None]:
+    if not authority:
         raise _fail(text, "missing host")
     port_text: str | None = None
-    if hostport.startswith("["):
-        end = hostport.find("]")
+    if authority.startswith("["):
+        end = authority.find("]")
         if end < 0:
             raise _fail(text, "unclosed '[' in IPv6 address")
-        host = hostport[1:end]
-        tail = hostport[end + 1 :]
+        host = authority[1:end]
+        tail = authority[end + 1 :]
         addr = _ip_or_none(host)
         if not isinstance(addr, ipaddress.IPv6Address):
             raise _fail(text, f"'[{host}]' is not an IPv6 address")
@@ -143,11 +153,11 @@ def _parse_hostport(text: str, hostport: str) -> tuple[str, int | None]:
                 raise _fail(text, f"unexpected '{tail}' after the IPv6 address")
             port_text = tail[1:]
     else:
-        if hostport.count(":") > 1:
+        if authority.count(":") > 1:
             raise _fail(
                 text, "an IPv6 address must be written in brackets, e.g. turn:[2001:db8::1]"
             )
-        host, csep, port_part = hostport.partition(":")
+        host, csep, port_part = authority.partition(":")
         if csep:
             port_text = port_part
         if not host:
