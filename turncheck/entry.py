@@ -1,13 +1,12 @@
 """The console entry point: import the CLI under a guard, so Ctrl-C during start-up (the
-imports take most of it) ends with one line and exit 130, never a traceback."""
+imports take most of it) ends with one line and exit 130, never a traceback.
+
+This module imports nothing beyond what the interpreter has already loaded: the
+moment spent importing it is the only start-up it cannot guard."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
-from typing import NoReturn
 
 INTERRUPTED = 130
 
@@ -17,21 +16,28 @@ def run() -> int:
         from turncheck.cli import main
     except KeyboardInterrupt:
         sys.stderr.write("turncheck: error: interrupted\n")
-        _leave_interrupted()
+        return _leave_interrupted()
     code = main()
+    import signal
+
     # The run is over (output written, allocations deleted): a Ctrl-C during interpreter
     # teardown must not turn a finished run into a signal death.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if code == INTERRUPTED:
-        _leave_interrupted()
+        return _leave_interrupted()
     return code
 
 
-def _leave_interrupted() -> NoReturn:
-    """Exit 130 after an interrupt we handled. CPython remembers a KeyboardInterrupt that
-    passed through exec()'d code (dataclasses build their methods that way while modules
-    import) and re-raises SIGINT at exit: a handled Ctrl-C would end as a signal death."""
+def _leave_interrupted() -> int:
+    """Exit 130 after an interrupt we handled (never returns). CPython remembers a
+    KeyboardInterrupt that passed through exec()'d code (dataclasses build their methods
+    that way while modules import) and re-raises SIGINT at exit: a handled Ctrl-C would
+    end as a signal death."""
+    import os
+
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        try:
             stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing left to save
+            continue
     os._exit(INTERRUPTED)
