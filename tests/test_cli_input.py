@@ -43,17 +43,26 @@ def test_dry_run_shows_srv_and_dns_server(cli) -> None:
     result = cli(
         "probe", "stun:example.test", "--dns-server", "127.0.0.1:5353", "--dry-run", "--json"
     )
-    dns = [p["dns"] for p in result.json()["plan"]]
-    assert dns[0] == "SRV _stun._udp.example.test, else A/AAAA example.test (via 127.0.0.1:5353)"
+    plan = result.json()["plan"]
+    assert plan[0]["dns"] == "A/AAAA example.test. (via 127.0.0.1:5353)"
+    assert plan[0]["role"] == "browser"
+    srv = [p for p in plan if p["role"] == "extra (SRV)"]
+    assert srv[0]["dns"] == (
+        "SRV _stun._udp.example.test, only the servers it names (via 127.0.0.1:5353)"
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "culprit"),
     [
-        (["probe", "turn:example.com"], "'turn:example.com' is a TURN URL but no username"),
+        (
+            ["probe", "turn:example.com"],
+            "'turn:example.com': the browser throws InvalidAccessError: Both username and",
+        ),
         (["probe", "turns:example.com", "-u", "alice"], "--username given without --credential"),
         (["probe", "stun:example.com", "-p", "x"], "--credential given without --username"),
-        (["probe", "turn:[::1"], "invalid ICE server URL 'turn:[::1'"),
+        (["probe", "turn:[::1"], "'turn:[::1': the browser throws SyntaxError: ICE server"),
+        (["probe", '{"iceServers": []}'], "--ice-servers -"),
         (["probe", "stun:a.example", "http://b.example"], "'http://b.example'"),
         (["probe", "stun:a.example", "--transport", "udp,sctp"], "unknown transport 'sctp'"),
         (["probe", "stun:a.example", "--dns-server", "dns.example"], "--dns-server"),
@@ -92,4 +101,4 @@ def test_console_script_bad_input_exit_2_without_traceback() -> None:
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert "invalid ICE server URL 'turn:'" in done.stderr
+    assert "'turn:': the browser throws SyntaxError" in done.stderr

@@ -193,7 +193,7 @@ def test_turn_hostile_authentication(cli, behaviour: str) -> None:
 def stream_url(server: HostileServer, transport: str) -> tuple[str, ...]:
     if transport == "tcp":
         return (f"stun:127.0.0.1:{server.port}", "--transport", "tcp")
-    return (f"stuns:127.0.0.1:{server.tls_port}",)
+    return (f"stuns:127.0.0.1:{server.tls_port}", "--transport", "tls")
 
 
 @pytest.mark.parametrize("transport", ["tcp", "tls"])
@@ -239,7 +239,7 @@ def test_megabytes_of_wrong_frames_keep_memory_bounded(cli) -> None:
 
 def test_tls_handshake_that_never_finishes(cli) -> None:
     with hostile_server("tls-stall") as server:
-        result, elapsed = probe(cli, f"stuns:127.0.0.1:{server.tls_port}")
+        result, elapsed = probe(cli, f"stuns:127.0.0.1:{server.tls_port}", "--transport", "tls")
     reason = only_failure(result, elapsed)
     assert reason == "the TLS handshake did not finish in time", reason
     assert server.connections >= 1 and server.requests == 0

@@ -91,7 +91,17 @@ def test_many_cli_runs_leave_no_file_descriptor_or_thread(
             (0, ("probe", f"{ok_url}?transport=udp", *CREDS, "--json")),
             (0, ("probe", f"{ok_url}?transport=tcp", *CREDS, "--json")),
             (0, ("probe", f"stun:127.0.0.1:{coturn.port}", f"stun:127.0.0.2:{coturn.port}")),
-            (0, ("probe", f"stuns:localhost:{coturn.tls_port}", *ca, "--json")),
+            (
+                0,
+                (
+                    "probe",
+                    f"stuns:localhost:{coturn.tls_port}",
+                    *ca,
+                    "--transport",
+                    "tls",
+                    "--json",
+                ),
+            ),
             # wrong password over udp, tcp and tls
             (1, ("probe", ok_url, tls_url, "-u", "alice", "-p", "WRONG-pw", *ca, "--json")),
             # refused: ICMP port unreachable (udp) and RST (tcp)
@@ -105,7 +115,7 @@ def test_many_cli_runs_leave_no_file_descriptor_or_thread(
             # a TLS handshake that never completes; a certificate for another name; no CA
             (1, ("probe", f"turns:localhost:{listener}?transport=tcp", *CREDS, *ca, *fast)),
             (1, ("probe", f"turns:127.0.0.2:{coturn.tls_port}?transport=tcp", *CREDS, *ca)),
-            (1, ("probe", f"stuns:localhost:{coturn.tls_port}", "--json")),
+            (1, ("probe", f"stuns:localhost:{coturn.tls_port}", "--transport", "tls", "--json")),
             # NAT behaviour discovery: RFC 5780, silence, refusal, pystun3 in its thread
             (0, ("nat", f"stun:127.0.0.1:{coturn.port}", "--json")),
             (1, ("nat", f"stun:127.0.0.1:{silent}", *fast, "--json")),

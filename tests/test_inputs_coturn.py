@@ -74,11 +74,11 @@ def test_ice_servers_from_stdin(cli, coturn: Coturn, monkeypatch) -> None:
     [
         (
             '{"iceServers": [{"urls": "turn:127.0.0.1:PORT"}]}',
-            "iceServers[0] in ice.json: 'turn:127.0.0.1:PORT' is a TURN URL but the entry has no username and credential (the browser's InvalidAccessError)",
+            'iceServers[0] in ice.json: \'turn:127.0.0.1:PORT\': the browser throws InvalidAccessError: Both username and credential are required when the URL scheme is "turn" or "turns". (a TURN URL needs a username and a credential)',
         ),
         (
             '{"iceServers": [{"urls": "stun:127.0.0.1:PORT"}, {"urls": "stun:[::1"}]}',
-            "iceServers[1] in ice.json: invalid ICE server URL 'stun:[::1': unclosed '[' in IPv6 address (the browser's SyntaxError)",
+            "iceServers[1] in ice.json: 'stun:[::1': the browser throws SyntaxError: ICE server parsing failed: Invalid hostname format (unclosed '[' in an IPv6 address)",
         ),
         (
             '{"iceServers": [\n  {"urls": "stun:127.0.0.1:PORT"},\n]}',

@@ -111,11 +111,16 @@ def test_self_signed_certificate(cli, coturn_factory) -> None:
 
 
 def test_wrong_host_reason_names_the_certificate(cli, coturn: Coturn, ca_file: Path) -> None:
-    url = f"stuns:127.0.0.2:{coturn.tls_port}"
-    result = cli("probe", url, "--ca-file", str(ca_file), "--json")
+    url = f"turns:127.0.0.2:{coturn.tls_port}"
+    result = cli("probe", url, "-u", "alice", "-p", "s3cret", "--ca-file", str(ca_file), "--json")
     error = result.json()["checks"][0]["error"]
     assert "does not match the URL host" in error["reason"]
     assert "certificate: subject " in error["reason"]
-    insecure = cli("probe", url, "--insecure", "--json")
+    allocate = next(c for c in result.json()["checks"] if c["kind"] == "turn")
+    assert allocate["details"]["browser_error"] == {
+        "code": 701,
+        "text": "Failed to establish connection",
+    }
+    insecure = cli("probe", url, "-u", "alice", "-p", "s3cret", "--insecure", "--json")
     assert insecure.code == 0
     assert any("does not name the URL host" in n for n in insecure.json()["notes"])

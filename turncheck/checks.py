@@ -13,11 +13,15 @@ from typing import Any
 
 from turncheck import stun
 from turncheck.errors import (
+    AuthFailure,
     CheckFailure,
+    ConnectFailure,
+    DnsFailure,
     ErrorResponse,
     ProtocolFailure,
     RedirectedFailure,
     RelayFailure,
+    TlsFailure,
     TransactionTimeout,
 )
 from turncheck.explain import explain, rest_credential_failure
@@ -83,6 +87,14 @@ class UdpPool:
         self._channels.clear()
 
 
+def local_ip_towards(dest: Address) -> str | None:
+    """The source address this host uses towards dest (a routing lookup; nothing is sent)."""
+    with contextlib.suppress(OSError), socket.socket(_family(dest[0]), socket.SOCK_DGRAM) as probe:
+        probe.connect(dest)
+        return str(probe.getsockname()[0])
+    return None
+
+
 def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
@@ -134,7 +146,29 @@ def _base(ep: Endpoint, kind: str) -> dict[str, Any]:
         "server": ep.server,
         "port": ep.port,
         "via": ep.via,
+        "extra": ep.target.extra,
     }
+
+
+def cause_of(exc: BaseException) -> str:
+    """The kind of failure, as the browser model needs it (browser.py)."""
+    if isinstance(exc, RedirectedFailure):
+        return cause_of(exc.failure)
+    if isinstance(exc, TransactionTimeout):
+        return "invalid" if exc.ignored else "timeout"
+    if isinstance(exc, ConnectFailure):
+        return "timeout-connect" if exc.kind == "timeout" else "connect"
+    for kind, name in (
+        (DnsFailure, "dns"),
+        (TlsFailure, "tls"),
+        (AuthFailure, "auth"),
+        (ErrorResponse, "error"),
+        (ProtocolFailure, "protocol"),
+        (RelayFailure, "relay"),
+    ):
+        if isinstance(exc, kind):
+            return name
+    return "internal"
 
 
 def failed(ep: Endpoint, kind: str, exc: BaseException, server: str | None = None) -> CheckResult:
@@ -142,12 +176,16 @@ def failed(ep: Endpoint, kind: str, exc: BaseException, server: str | None = Non
     base = _base(ep, kind)
     if server is not None:
         base["server"] = server
+    inner = exc.failure if isinstance(exc, RedirectedFailure) else exc
+    details = {"phrase": inner.phrase} if isinstance(inner, ErrorResponse) else {}
     return CheckResult(
         **base,
         ok=False,
         error=explain(exc, server=base["server"] or ""),
         timed_out=isinstance(exc, TransactionTimeout),
         invalid_answers=isinstance(exc, TransactionTimeout) and bool(exc.ignored),
+        cause=cause_of(exc),
+        details=details,
     )
 
 
@@ -260,6 +298,10 @@ async def _binding_on(
     if plain is not None and "XOR-MAPPED-ADDRESS" in attrs and tuple(plain) != tuple(mapped):
         details["alg"] = f"MAPPED-ADDRESS {fmt_address(plain)} differs from XOR-MAPPED-ADDRESS"
     local = channel.local_address
+    if isinstance(channel, UdpChannel):
+        local_ip = local_ip_towards(server)
+        if local_ip is not None:
+            details["local_ip"] = local_ip  # the browser drops a srflx equal to its host address
     other = attrs.get("OTHER-ADDRESS")
     same_family = other is not None and (":" in str(other[0])) == (":" in server[0])
     if other is not None and same_family and isinstance(channel, UdpChannel):
@@ -276,7 +318,7 @@ async def _binding_on(
         str(mapped[0]),
         int(mapped[1]),
         "udp" if ep.target.transport is Transport.UDP else "tcp",
-        related_address=local[0],
+        related_address=details.get("local_ip", local[0]),
         related_port=local[1],
     )
     return CheckResult(
@@ -417,4 +459,5 @@ def _allocation_result(
         error=relay.error if relay is not None and relay_failed else None,
         details=details,
         relay=relay,
+        cause="relay" if relay_failed else None,
     )

@@ -49,9 +49,9 @@ from turncheck.plan import (
     ServerEntry,
     Target,
     build_targets,
+    command_line_entries,
     entries_from,
     parse_transports,
-    require_credentials,
 )
 from turncheck.require import parse_requirements
 from turncheck.resolve import parse_dns_server
@@ -293,12 +293,14 @@ def probe(
                 "--secret-file/TURNCHECK_SECRET and -u/-p exclude each other: pick one"
             )
         creds, source = minted, "TURN REST API credentials from the shared secret"
-    entries = [ServerEntry(parse_url(text), creds, source) for text in urls or ()]
+    _hint_json_as_url(urls or [])
+    entries = command_line_entries(list(urls or ()), creds, source)
     if ice_servers is not None:
-        entries += entries_from(read_ice_servers(ice_servers))
+        configuration = read_ice_servers(ice_servers)
+        entries += entries_from(configuration.servers)
+        relay_only = relay_only or configuration.relay_only
     if not entries:
         entries = [ServerEntry(parse_url(text)) for text in DEFAULT_STUN_SERVERS]
-    require_credentials(entries)
     config_advice = tuple(advice(entries)) if (urls or ice_servers) else ()
     targets = build_targets(entries, override)
     if repeat is not None and not 1 <= repeat <= 100000:
@@ -344,6 +346,7 @@ def probe(
             relay_only=relay_only,
             advice=config_advice,
             requirements=gates,
+            every_check=override is not None,
         )
 
     if repeat is not None:
@@ -412,6 +415,16 @@ def refuse_argv_secret(secret: str | None) -> None:
             "--secret is not accepted: a secret on the command line is visible to other users "
             "in the process list; use --secret-file PATH or the TURNCHECK_SECRET variable"
         )
+
+
+def _hint_json_as_url(urls: list[str]) -> None:
+    """JSON pasted where a URL belongs: say how to pass it."""
+    for text in urls:
+        if text.lstrip().startswith(("{", "[")):
+            raise InputError(
+                f"'{text[:40]}…' looks like iceServers JSON, not an ICE server URL: pass it "
+                "with --ice-servers - (stdin) or --ice-servers FILE"
+            )
 
 
 def _warn(message: str) -> None:
@@ -517,8 +530,7 @@ def load(
         if creds is not None:
             raise InputError("--secret-file/TURNCHECK_SECRET and -u/-p exclude each other")
         creds, source = minted, "TURN REST API credentials"
-    entry = ServerEntry(parsed, creds, source)
-    require_credentials([entry])
+    (entry,) = command_line_entries([url], creds, source)
     override = parse_transports(transport) if transport else None
     if override is not None and len(override) != 1:
         raise InputError("--transport: a load test uses one control transport")

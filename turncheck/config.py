@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,16 @@ class IceServer:
     urls: tuple[str, ...]
     credentials: Credentials | None
     origin: str  # e.g. "iceServers[2] in ice.json"
+    username: str | None = None  # the fields as written ("" is a value; None: absent)
+    credential: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IceConfiguration:
+    """An RTCConfiguration's iceServers and iceTransportPolicy ("relay" → relay_only)."""
+
+    servers: list[IceServer]
+    relay_only: bool = False
 
 
 # -- iceServers JSON --------------------------------------------------------------------------
@@ -55,14 +65,14 @@ class IceServer:
 _LIST_KEYS = ("iceServers", "ice_servers", "customServers")
 
 
-def read_ice_servers(source: str) -> list[IceServer]:
+def read_ice_servers(source: str) -> IceConfiguration:
     """Read FILE or '-' (stdin) holding iceServers JSON; InputError naming what is wrong."""
     name = "<stdin>" if source == "-" else source
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--ice-servers {name}: cannot read it ({_os_reason(exc)})") from None
-    return parse_ice_servers(text, name)
+    return parse_configuration(text, name)
 
 
 def _os_reason(exc: BaseException) -> str:
@@ -71,6 +81,11 @@ def _os_reason(exc: BaseException) -> str:
 
 def parse_ice_servers(text: str, name: str = "<input>") -> list[IceServer]:
     """{"iceServers": [...]}, {"customServers": [...]} or a bare [...] list of RTCIceServer."""
+    return parse_configuration(text, name).servers
+
+
+def parse_configuration(text: str, name: str = "<input>") -> IceConfiguration:
+    """The iceServers list and, in an RTCConfiguration, its iceTransportPolicy."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -93,7 +108,18 @@ def parse_ice_servers(text: str, name: str = "<input>") -> list[IceServer]:
         entries = document[key]
     if not isinstance(entries, list):
         raise InputError(f'--ice-servers {name}: "{key}" must be a list of RTCIceServer objects')
-    return [_entry(value, f"{key}[{i}] in {name}") for i, value in enumerate(entries)]
+    if not entries:
+        raise InputError(
+            f'--ice-servers {name}: "{key}" is an empty list: there is no server to test '
+            "(a browser would gather host candidates only)"
+        )
+    relay_only = False
+    if isinstance(document, dict) and "iceTransportPolicy" in document:
+        from turncheck.browser import check_policy
+
+        relay_only = check_policy(document["iceTransportPolicy"], f"iceTransportPolicy in {name}")
+    servers = [_entry(value, f"{key}[{i}] in {name}") for i, value in enumerate(entries)]
+    return IceConfiguration(servers, relay_only)
 
 
 def _entry(value: Any, origin: str) -> IceServer:
@@ -102,22 +128,21 @@ def _entry(value: Any, origin: str) -> IceServer:
     urls = value.get("urls", value.get("url"))  # "url" is the legacy spelling
     if isinstance(urls, str):
         urls = [urls]
-    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-        raise InputError(f'{origin}: "urls" must be a URL string or a non-empty list of them')
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise InputError(f'{origin}: "urls" must be a URL string or a list of them')
     username = value.get("username")
     credential = value.get("credential")
     for field_name, field_value in (("username", username), ("credential", credential)):
         if field_value is not None and not isinstance(field_value, str):
             raise InputError(f'{origin}: "{field_name}" must be a string')
-    kind = value.get("credentialType", "password")
-    if kind != "password":
-        raise InputError(f"{origin}: credentialType '{kind}' is not supported (only 'password')")
+    # credentialType is not read by Chromium (Blink's RTCIceServer has no such member):
+    # whatever it says, the credential is a password, as here.
     creds = (
         Credentials(username, credential)
         if username is not None and credential is not None
         else None
     )
-    return IceServer(tuple(urls), creds, origin)
+    return IceServer(tuple(urls), creds, origin, username, credential)
 
 
 # -- TURN REST API credentials (coturn use-auth-secret) ----------------------------------------

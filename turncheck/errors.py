@@ -2,6 +2,7 @@
 
     TurncheckError
     ├── InputError              bad command line, URL or configuration: exit 2, one line
+    │   └── ConfigRejected      the browser's RTCPeerConnection constructor throws on it
     └── CheckFailure            a check did not pass; explain.py turns it into words
         ├── DnsFailure          NXDOMAIN, no records, DNS timeout, service not offered
         ├── ConnectFailure      refused, unreachable, reset, connection lost
@@ -25,6 +26,23 @@ class TurncheckError(Exception):
 
 class InputError(TurncheckError):
     """The user's input is wrong; the message names the culprit."""
+
+
+class ConfigRejected(InputError):
+    """The browser's constructor refuses the configuration: its exception class and message
+    (Chromium's words), the culprit, and turncheck's own explanation."""
+
+    def __init__(self, exception: str, message: str, culprit: str, why: str = "") -> None:
+        text = f"{culprit}: the browser throws {exception}: {message}"
+        super().__init__(text + (f" ({why})" if why else ""))
+        self.exception = exception
+        self.message = message
+        self.culprit = culprit
+        self.why = why
+
+    def within(self, origin: str) -> ConfigRejected:
+        """The same rejection, naming the iceServers entry that holds the culprit."""
+        return ConfigRejected(self.exception, self.message, f"{origin}: {self.culprit}", self.why)
 
 
 class CheckFailure(TurncheckError):

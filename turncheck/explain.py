@@ -20,6 +20,7 @@ from turncheck.errors import (
 )
 
 if TYPE_CHECKING:
+    from turncheck.browser import BrowserView
     from turncheck.report import CheckResult
 
 
@@ -385,9 +386,14 @@ def tls_notes(checks: Sequence[CheckResult], now: float | None = None) -> tuple[
                 "verification was skipped (--insecure): browsers will refuse it"
             )
         elif days < WARN_DAYS:
+            who = (
+                "browsers start refusing turns: connections"
+                if check.url.startswith("turns:")
+                else "TLS clients start refusing it"
+            )
             notes.append(
                 f"TLS certificate of {where} expires in {days:.0f} days ({cert['not_after']}): "
-                "renew it before browsers start refusing turns: connections"
+                f"renew it before {who}"
             )
         if not tls["verified"]:
             if not cert["san_match"]:
@@ -427,3 +433,129 @@ def requirements_verdict(results: Sequence[Any], base: str) -> str:
     first = unmet[0]
     more = f" (+{len(unmet) - 1} more)" if len(unmet) > 1 else ""
     return f"requirement {first.name} not met: {first.detail}{more}"
+
+
+# -- the browser's answer first (browser.py) ----------------------------------------------------
+
+
+def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str) -> str:
+    """What a browser given exactly this configuration gets, then what the checks said."""
+    relay = _list([p.upper() for p in view.relay])
+    head = "a browser with this configuration"
+    if view.relay and view.relays_media is False:
+        first = next(
+            (c.error.reason for c in checks if not c.extra and c.cause == "relay" and c.error),
+            "the relay echo failed",
+        )
+        text = (
+            f"{head} gathers relay candidates over {relay}, but they carry no data: "
+            f"calls through TURN fail ({first})"
+        )
+    elif view.ok and view.relay:
+        srflx = " and a srflx" if view.srflx else ""
+        text = f"{head} gets relay candidates over {relay}{srflx}: calls through TURN connect"
+    elif view.ok and view.srflx:
+        text = f"{head} gets a srflx candidate (STUN only: no relay for peers that need one)"
+    elif view.ok:
+        text = (
+            f"{head} gets no srflx candidate: the server sees this host's own address (no NAT "
+            "between them), so its host candidate serves"
+        )
+    elif view.has_turn or view.relay_only:
+        why = _first_browser_failure(view, checks)
+        text = f"{head} gets no relay candidate{why}: calls that need TURN fail"
+        better = _also_works(view, checks)
+        if better:
+            text += f"; {better}"
+    else:
+        why = _first_browser_failure(view, checks)
+        text = f"{head} gets no srflx candidate{why}"
+    srv = _srv_differs(checks)
+    if srv:
+        text += f"; {srv}"
+    if all(c.ok for c in checks):
+        return f"{text} ({base})"
+    return f"{text}; {base}"
+
+
+def _first_browser_failure(view: BrowserView, checks: Sequence[CheckResult]) -> str:
+    failing = [c for c in checks if not c.extra and not c.ok and c.error is not None]
+    if failing:
+        check = failing[0]
+        assert check.error is not None
+        return f" ({check.url} over {check.transport}: {check.error.reason})"
+    if view.skipped:
+        return f" ({view.skipped[0][1]})"
+    return ""
+
+
+def _also_works(view: BrowserView, checks: Sequence[CheckResult]) -> str:
+    """Extra TURN checks that passed: the URLs to add so that browsers use them too."""
+    add: list[str] = []
+    offered: list[str] = []
+    for check in checks:
+        if not (check.extra and check.kind == "turn" and check.ok) or check.via.startswith("SRV"):
+            continue
+        from turncheck.urls import parse_url
+
+        name = parse_url(check.url).host_for_url
+        port = check.port
+        if check.transport == "tcp":
+            url = f"turn:{name}:{port}?transport=tcp"
+            what = f"TCP on {port}"
+        else:
+            url = f"turns:{name}:{port}?transport=tcp"
+            what = f"TLS on {port}"
+        if url not in add:
+            add.append(url)
+            offered.append(what)
+    if not add:
+        return ""
+    return f"the server accepts TURN over {_list(offered)}: add {' and '.join(add)}"
+
+
+def _srv_differs(checks: Sequence[CheckResult]) -> str:
+    """SRV targets that differ from the URL's own server: RFC clients and browsers part."""
+    out: list[str] = []
+    for check in checks:
+        if not check.via.startswith("SRV ") or "→" not in check.via or check.kind != "stun":
+            continue
+        target = check.via.split("→", 1)[1].strip()
+        own = next(
+            (c for c in checks if c.url == check.url and not c.via.startswith("SRV") and c.server),
+            None,
+        )
+        browser_host = check.url.split(":", 1)[1].split("?")[0]
+        text = f"SRV sends RFC clients to {target} ({check.transport}), but browsers use " + (
+            f"{browser_host}:{own.port}"
+            if own is not None and ":" not in browser_host
+            else browser_host
+        )
+        if text not in out:
+            out.append(text)
+    return "; ".join(out)
+
+
+def run_advice(
+    config_advice: Sequence[str], view: BrowserView, checks: Sequence[CheckResult]
+) -> tuple[str, ...]:
+    """Configuration advice, made consistent with what the checks found."""
+    out = list(config_advice)
+    also = _also_works(view, checks)
+    if also:
+        out = [a for a in out if not a.startswith("no TURN over TCP or TLS")]
+        out.append(
+            f"{also} so that users behind UDP-blocking firewalls can connect (a browser uses "
+            "turn:host without ?transport= over UDP only)"
+        )
+    stuns_tls = [
+        c for c in checks if c.extra and c.url.startswith("stuns:") and c.transport == "tls"
+    ]
+    if stuns_tls:
+        out.append(
+            "Chromium uses stuns: URLs as plain STUN over UDP and Firefox skips them: no browser "
+            "uses STUN over TLS; the TLS rows are what RFC 7064 clients get"
+        )
+    for url, reason in view.skipped:
+        out.append(f"{url}: {reason}")
+    return tuple(out)

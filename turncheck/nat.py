@@ -18,13 +18,13 @@ mapped addresses from two server addresses (the two-servers method).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from turncheck import stun
+from turncheck.checks import local_ip_towards
 from turncheck.errors import CheckFailure
 from turncheck.report import CheckResult, NatVerdict
 from turncheck.transport import Address, RetryPolicy, UdpChannel
@@ -181,15 +181,6 @@ async def _binding(
     )
 
 
-def _local_ip_towards(dest: Address) -> str | None:
-    """The source address this host would use towards dest (no packet is sent)."""
-    family = socket.AF_INET6 if ":" in dest[0] else socket.AF_INET
-    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as probe:
-        probe.connect(dest)
-        return str(probe.getsockname()[0])
-    return None
-
-
 async def discover(
     servers: Sequence[Address],
     *,
@@ -239,7 +230,7 @@ async def discover(
                 tests=tuple(tests),
             )
         primary, first = next(((s, r) for s, r in answered if r.other is not None), answered[0])
-        local_ip = _local_ip_towards(primary)
+        local_ip = local_ip_towards(primary)
         local = (local_ip, mapping_sock.local_address[1]) if local_ip else None
         behind_nat = None if local is None else first.mapped != local
         alg = first.plain_mapped is not None and first.plain_mapped != first.mapped
@@ -502,7 +493,7 @@ async def classic_check(
         return {**out, "classic": None, "agrees": None, "note": "pystun3 is IPv4-only"}
     loop = asyncio.get_running_loop()
     future: asyncio.Future[tuple[str, Any]] = loop.create_future()
-    local_ip = _local_ip_towards(server) or "0.0.0.0"
+    local_ip = local_ip_towards(server) or "0.0.0.0"
 
     def work() -> None:
         try:

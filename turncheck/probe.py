@@ -1,18 +1,22 @@
-"""Run a plan: resolve every target and run all checks concurrently → Report."""
+"""Run a plan: resolve every target, run all checks concurrently → Report."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 
+from turncheck import browser
 from turncheck.checks import CheckSettings, UdpPool, allocate_check, binding_check, failed
 from turncheck.errors import DnsFailure
 from turncheck.explain import (
     Outcome,
+    browser_verdict,
     explain,
     relay_notes,
     relay_only_verdict,
     requirements_verdict,
+    run_advice,
     tls_notes,
     verdict,
 )
@@ -31,37 +35,56 @@ async def _guarded(coro: Awaitable[CheckResult], ep: Endpoint, kind: str) -> Che
         return failed(ep, kind, exc)
 
 
-async def _run_target(
-    target: Target, resolver: Resolver, settings: CheckSettings, pool: UdpPool
-) -> list[CheckResult]:
+def _dns_failed(target: Target, exc: DnsFailure) -> list[CheckResult]:
+    reason = explain(exc)
+    via = f"SRV {target.srv_name}" if target.srv_name else f"A/AAAA {target.url.host}"
+    return [
+        CheckResult(
+            url=str(target.url),
+            transport=target.transport.value,
+            kind=kind,
+            server=None,
+            port=target.port,
+            ok=False,
+            via=via,
+            error=reason,
+            extra=target.extra,
+            cause="dns",
+        )
+        for kind in target.kinds
+    ]
+
+
+Resolved = list[Endpoint | CheckResult]  # endpoints to check, or the failed rows of a lookup
+
+
+async def _resolve(target: Target, resolver: Resolver) -> Resolved:
     try:
-        endpoints = await resolver.endpoints(target)
+        return list(await resolver.endpoints(target))
     except DnsFailure as exc:
-        reason = explain(exc)
-        return [
-            CheckResult(
-                url=str(target.url),
-                transport=target.transport.value,
-                kind=kind,
-                server=None,
-                port=target.port,
-                ok=False,
-                via=f"SRV {target.srv_name}" if target.srv_name else f"A/AAAA {target.url.host}",
-                error=reason,
-            )
-            for kind in target.kinds
-        ]
-    async with asyncio.TaskGroup() as group:
-        tasks = []
-        for ep in endpoints:
-            for kind in target.kinds:
-                check = (
-                    binding_check(ep, settings, pool)
-                    if kind == "stun"
-                    else allocate_check(ep, settings)
-                )
-                tasks.append(group.create_task(_guarded(check, ep, kind)))
-    return [task.result() for task in tasks]
+        return list(_dns_failed(target, exc))
+
+
+def _srv_news(targets: Sequence[Target], found: Sequence[Resolved]) -> list[Resolved]:
+    """SRV endpoints that are the same address and port as the URL's own are not checked
+    twice: only the servers SRV names apart from the browser's make rows of their own."""
+    plain: set[tuple[str, str, str, int]] = set()
+    for target, result in zip(targets, found, strict=True):
+        if target.srv_name is None:
+            for ep in result:
+                if isinstance(ep, Endpoint):
+                    plain.add((str(target.url), target.transport.value, ep.address, ep.port))
+    out: list[Resolved] = []
+    for target, result in zip(targets, found, strict=True):
+        if target.srv_name is not None:
+            result = [
+                ep
+                for ep in result
+                if not isinstance(ep, Endpoint)
+                or (str(target.url), target.transport.value, ep.address, ep.port) not in plain
+            ]
+        out.append(result)
+    return out
 
 
 async def run_probe(
@@ -72,16 +95,34 @@ async def run_probe(
     relay_only: bool = False,
     advice: tuple[str, ...] = (),
     requirements: Requirements | None = None,
+    every_check: bool = False,
 ) -> Report:
-    """Every target at once: the run costs about its slowest check."""
+    """Every target at once: the run costs about its slowest lookup plus its slowest check."""
+    found = await asyncio.gather(*(_resolve(t, resolver) for t in targets))
+    found = _srv_news(targets, found)
     async with UdpPool(settings.tracer) as pool, asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(_run_target(target, resolver, settings, pool)) for target in targets
-        ]
-    checks = tuple(result for task in tasks for result in task.result())
+        tasks: list[asyncio.Task[CheckResult]] = []
+        ready: list[CheckResult] = []
+        for target, result in zip(targets, found, strict=True):
+            for item in result:
+                if isinstance(item, CheckResult):
+                    ready.append(item)
+                    continue
+                for kind in target.kinds:
+                    check = (
+                        binding_check(item, settings, pool)
+                        if kind == "stun"
+                        else allocate_check(item, settings)
+                    )
+                    tasks.append(group.create_task(_guarded(check, item, kind)))
+    uses = browser.uses(list(dict.fromkeys(t.url for t in targets)))
+    checks = _as_the_browser_sees(_ordered(targets, ready + [t.result() for t in tasks]), uses)
+    view = browser.view(uses, checks, relay_only)
     text = verdict(
         [Outcome(c.transport, c.kind, c.ok, c.timed_out, c.port, c.invalid_answers) for c in checks]
     )
+    if not every_check:
+        text = browser_verdict(view, checks, text)
     if relay_only:
         text = relay_only_verdict(checks, text)
     gates = evaluate(requirements, checks) if requirements else ()
@@ -93,6 +134,55 @@ async def run_probe(
         verdict=text,
         notes=relay_notes(checks) + tls_notes(checks),
         relay_only=relay_only,
-        advice=advice,
+        advice=run_advice(advice, view, checks),
         requirements=gates,
+        browser=view,
+        every_check=every_check,
     )
+
+
+def _ordered(targets: Sequence[Target], checks: list[CheckResult]) -> tuple[CheckResult, ...]:
+    """Rows in plan order: each URL's browser checks, then its extras, then SRV."""
+    rank = {
+        (str(t.url), t.transport.value, t.extra, t.srv_name is not None): i
+        for i, t in enumerate(targets)
+    }
+
+    def key(check: CheckResult) -> int:
+        srv = check.via.startswith("SRV")
+        return rank.get((check.url, check.transport, check.extra, srv), len(rank))
+
+    return tuple(sorted(checks, key=key))
+
+
+def _as_the_browser_sees(
+    checks: tuple[CheckResult, ...], uses: Sequence[browser.BrowserUse]
+) -> tuple[CheckResult, ...]:
+    """The browser's own checks get what Chromium would show: relay candidates their TURN
+    URL's position in the priority, failures Chromium's icecandidateerror code and text."""
+    by_key = {use.key: use for use in uses}
+    out: list[CheckResult] = []
+    for check in checks:
+        use = by_key.get((check.url, check.transport))
+        if check.extra or use is None or use.skipped:
+            out.append(check)
+            continue
+        if check.candidate("relay") is not None and use.relay_preference:
+            candidates = tuple(
+                replace(c, relay_preference=use.relay_preference) if c.type == "relay" else c
+                for c in check.candidates
+            )
+            check = replace(check, candidates=candidates)
+        if not check.ok:
+            if check.kind == "turn":
+                found = browser.allocate_error(check.transport, check)
+            elif check.transport == "udp":
+                found = browser.binding_error(check)
+            else:
+                found = None
+            if found is not None:
+                code, text = found
+                details = {**check.details, "browser_error": {"code": code, "text": text}}
+                check = replace(check, details=details)
+        out.append(check)
+    return tuple(out)

@@ -1,8 +1,11 @@
-"""URL → concrete endpoints: SRV (dnspython) then A/AAAA, or an IP literal as it is.
+"""URL → concrete endpoints: A/AAAA as Chromium resolves, SRV for the extra targets.
 
-A/AAAA go through the operating system's resolver by default (as browsers do:
-/etc/hosts counts); with --dns-server every query goes to that server through
-dnspython. DNS errors are mapped to DnsFailure here and nowhere else.
+A/AAAA go through the operating system's resolver by default. Chromium looks up UDP
+STUN/TURN server names as absolute names ("name."), which /etc/hosts does not match, and
+TCP/TLS names as written: browser targets do the same (Target.absolute). SRV is asked only
+for the extra SRV targets; a name without SRV records gives them no endpoint. With
+--dns-server every query goes to that server through dnspython. DNS errors are mapped to
+DnsFailure here and nowhere else.
 """
 
 from __future__ import annotations
@@ -112,10 +115,15 @@ class Resolver:
         if url.host_is_ip:
             endpoints = [Endpoint(target, url.host, target.port, "IP literal")]
         elif target.srv_name is None:
-            addresses = await self.addresses(url.host)
-            endpoints = [Endpoint(target, a, target.port, _via_addr(url.host)) for a in addresses]
+            name = url.host
+            if target.absolute and not name.endswith(".") and not _is_localhost(name):
+                name += "."  # Chromium's UDP lookup: the hosts file does not match "name."
+            addresses = await self.addresses(name)
+            endpoints = [Endpoint(target, a, target.port, _via_addr(name)) for a in addresses]
         else:
             endpoints = await self._via_srv(target, target.srv_name)
+            if not endpoints:
+                return []
         allowed = [e for e in endpoints if e.family in self.families]
         if not allowed:
             only = "IPv4" if self.families == (socket.AF_INET,) else "IPv6"
@@ -125,10 +133,9 @@ class Resolver:
     async def _via_srv(self, target: Target, name: str) -> list[Endpoint]:
         records = await self.srv(name)
         if records is None:
-            # RFC 5928 §3: no SRV records → A/AAAA on the default port.
-            addresses = await self.addresses(target.url.host)
-            via = f"no SRV at {name}; {_via_addr(target.url.host)}"
-            return [Endpoint(target, a, target.port, via) for a in addresses]
+            # RFC 5928 §3: no SRV records → A/AAAA on the default port, which the
+            # target without SRV already checks.
+            return []
         endpoints: list[Endpoint] = []
         lookups = [self.addresses(host) for host, _ in records]
         found = await asyncio.gather(*lookups, return_exceptions=True)
@@ -219,6 +226,11 @@ class Resolver:
             if addr not in out:
                 out.append(addr)
         return out
+
+
+def _is_localhost(name: str) -> bool:
+    """Chromium resolves localhost names itself (net::IsLocalHostname), never via DNS."""
+    return name.lower() == "localhost" or name.lower().endswith(".localhost")
 
 
 def _via_addr(host: str) -> str:

@@ -76,8 +76,9 @@ def test_udp_blocked_nat_verdict_and_probe_shows_tcp_tls_turn_working(turn_lab) 
         "1.5",
         "--json",
     )
-    assert probe.code == 1
+    assert probe.code == 0  # the browser gets a TLS relay from the turns: URL: calls connect
     doc = probe.json()
+    assert doc["browser"]["relay"] == ["tls"]
     by = {(c["transport"], c["kind"]): c for c in doc["checks"]}
     assert not by[("udp", "stun")]["ok"] and not by[("udp", "turn")]["ok"]
     assert "UDP may be blocked" in by[("udp", "stun")]["error"]["hint"]
@@ -86,7 +87,8 @@ def test_udp_blocked_nat_verdict_and_probe_shows_tcp_tls_turn_working(turn_lab) 
         assert turn["ok"], turn["error"]
         assert turn["relay_test"]["received"] == turn["relay_test"]["sent"]
     assert doc["verdict"].startswith(
-        "UDP looks blocked on this network (or at the server); TURN over TCP on "
+        "a browser with this configuration gets relay candidates over TLS: calls through TURN "
+        "connect; UDP looks blocked on this network (or at the server); TURN over TCP on "
     )
     assert "TLS on" in doc["verdict"]
     assert doc["nat"]["symmetric"] is None

@@ -242,6 +242,7 @@ def running_coturn(
     relay_ips: Sequence[str] | None = None,
     cert_pem: tuple[bytes, bytes] | None = None,
     relay_range: int = RELAY_RANGE_SIZE,
+    netns_ports: tuple[int, int, int] | None = None,
 ) -> Iterator[Coturn]:
     """Start turnserver with its own config in *workdir*, wait until it answers,
     yield a :class:`Coturn`, and always stop it afterwards.
@@ -257,6 +258,8 @@ def running_coturn(
     and/or ::1, matching *hosts*).  *cert_pem*: (certificate chain PEM, private
     key PEM) to serve instead of a leaf issued by *ca* (expired, self-signed, ...).
     *relay_range*: how many relay ports (a load test needs two per pair).
+    *netns_ports*: (port, tls_port, first relay port) inside a namespace, to run several
+    servers in one namespace (default 3478, 3480, 49152).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +280,8 @@ def running_coturn(
     if netns is not None:
         # a fresh namespace: nothing else listens there, no host checks
         port, min_port = NETNS_PORT, NETNS_RELAY_MIN_PORT
+        if netns_ports is not None:
+            port, min_port = netns_ports[0], netns_ports[2]
     else:
         port = free_port_block(n_listen, host=main_host, extra_hosts=extra_hosts)
         blocks.append((port, n_listen))
@@ -291,6 +296,8 @@ def running_coturn(
         blocks.append((min_port, relay_range))
     max_port = min_port + relay_range - 1
     tls_port = port + 2 if tls else 0
+    if tls and netns is not None and netns_ports is not None:
+        tls_port = netns_ports[1]
 
     cert_path = pkey_path = None
     if tls and cert_pem is not None:

@@ -2,7 +2,10 @@
 
 It listens only on 127.0.0.1 on a free port, reads no config file, no
 /etc/hosts and no resolv.conf, forwards nothing anywhere, and answers only
-from the records given on its command line.
+from the records given on its command line.  With ``netns=`` it runs inside
+that (test-created) network namespace instead, on an address of that
+namespace and a fixed port (53 by default), so the lab's other namespaces can
+use it as their resolver.
 
 Behaviour of dnsmasq 2.90 (checked on this machine):
 
@@ -23,10 +26,12 @@ Behaviour of dnsmasq 2.90 (checked on this machine):
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,15 +44,18 @@ __all__ = ["DnsServer", "running_dnsmasq"]
 
 DNSMASQ = "dnsmasq"
 STOP_TIMEOUT = 5.0
+NETNS_PORT = 53  # with netns=: the usual DNS port, on an address of that namespace
 
 
 @dataclass
 class DnsServer:
-    host: str  # "127.0.0.1"
+    host: str  # "127.0.0.1", or the namespace address it listens on
     port: int
     process: subprocess.Popen
     workdir: Path = field(default=None)  # type: ignore[assignment]
     log_path: Path = field(default=None)  # type: ignore[assignment]
+    netns: str | None = None  # network namespace it runs in (None: this one)
+    _port_reserved: bool = field(default=True, repr=False)  # from free_port_block
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -61,7 +69,8 @@ class DnsServer:
             return ""
 
     def resolver(self, timeout: float = 2.0):
-        """A dnspython Resolver that asks only this server (never the system one)."""
+        """A dnspython Resolver that asks only this server (never the system one).
+        For a server in a namespace (``netns``) it works only from inside the lab."""
         import dns.resolver
 
         r = dns.resolver.Resolver(configure=False)
@@ -83,7 +92,8 @@ class DnsServer:
                 # parent gone; make sure no forked TCP child of ours lingers
                 _signal_group(self.process, signal.SIGKILL)
         finally:
-            release_ports(self.port, 1)
+            if self._port_reserved:
+                release_ports(self.port, 1)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
@@ -123,6 +133,55 @@ def _query_ok(host: str, port: int, timeout: float = 0.3) -> bool:
     return False
 
 
+def _netns_probe_script() -> str:
+    """Python source of a one-shot readiness probe to run inside a namespace:
+    argv host port deadline_seconds; exit 0 once a query is answered, 1 at the
+    deadline.  Reuses :func:`_query_ok` verbatim."""
+    return "\n".join(
+        [
+            "import socket, sys, time",
+            inspect.getsource(_query_ok),
+            """
+host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + timeout
+for _ in range(2000):
+    if _query_ok(host, port, timeout=0.2):
+        sys.exit(0)
+    if time.monotonic() >= deadline:
+        break
+    time.sleep(0.02)
+sys.exit(1)
+""",
+        ]
+    )
+
+
+def _wait_ready_netns(server: DnsServer, netns: str, timeout: float) -> None:
+    """Probe from inside *netns* (one bounded ``ip netns exec`` process)."""
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", _netns_probe_script()]
+    argv += [server.host, str(server.port), f"{timeout:.3f}"]
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10.0,  # python start-up slack
+            check=False,
+        )
+        ok, why = done.returncode == 0, (done.stderr or done.stdout).strip()[-2000:]
+    except subprocess.TimeoutExpired:
+        ok, why = False, "probe did not finish"
+    if ok:
+        return
+    rc = server.process.poll()
+    state = f"exited with code {rc}" if rc is not None else "not answering"
+    raise RuntimeError(
+        f"dnsmasq (netns {netns}) {state} on {server.host}:{server.port} after "
+        f"{timeout:.1f} s ({why or 'no answer'})\n{server.log_text()[-2000:]}"
+    )
+
+
 @contextmanager
 def running_dnsmasq(
     workdir: Path,
@@ -131,16 +190,34 @@ def running_dnsmasq(
     hosts: Sequence[tuple[str, str]] = (),  # (name, ip) -> --host-record, IPv4 or IPv6
     extra: Sequence[str] = (),
     ready_timeout: float = 5.0,
+    netns: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
 ) -> Iterator[DnsServer]:
     """Start dnsmasq on 127.0.0.1:<free port> serving only *srv* and *hosts*.
 
     Several *hosts* entries with the same name give several addresses for it
     (in order).  An SRV target of "." or "" means "no service" (target ".").
+
+    *netns*: run it as ``ip netns exec <netns> dnsmasq`` (a namespace the test
+    created), listening on *host* (required: an address of that namespace) and
+    *port* (default 53); readiness is probed from inside the namespace.
+    Without *netns*, *host* must be 127.0.0.1 (the default) and *port* is a
+    free port unless given.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    host = "127.0.0.1"
-    port = free_port_block(1, host=host)
+    if netns is not None:
+        if not host:
+            raise ValueError("netns= needs host= (an address of that namespace)")
+        port = NETNS_PORT if port is None else int(port)
+        reserved = False
+    else:
+        host = host or "127.0.0.1"
+        if not host.startswith("127."):
+            raise ValueError(f"outside a namespace dnsmasq listens on loopback only, not {host}")
+        reserved = port is None
+        port = free_port_block(1, host=host) if port is None else int(port)
     log_path = workdir / "dnsmasq.log"
     args = [
         DNSMASQ,
@@ -169,6 +246,10 @@ def running_dnsmasq(
         args.append(f"--host-record={name},{ip}")
     args += list(extra)
 
+    if netns is not None:
+        # `ip netns exec` execs dnsmasq: the Popen pid (and its new session's
+        # process group) is dnsmasq's own, so stop() signals the server itself.
+        args = ["ip", "netns", "exec", netns, *args]
     stdout_path = workdir / "dnsmasq.stdout"
     with stdout_path.open("wb") as out:
         process = subprocess.Popen(
@@ -179,27 +260,41 @@ def running_dnsmasq(
             cwd=workdir,
             start_new_session=True,
         )
-    server = DnsServer(host=host, port=port, process=process, workdir=workdir, log_path=log_path)
+    server = DnsServer(
+        host=host,
+        port=port,
+        process=process,
+        workdir=workdir,
+        log_path=log_path,
+        netns=netns,
+        _port_reserved=reserved,
+    )
     try:
-        started = time.monotonic()
-        deadline = started + ready_timeout
-        for _ in range(2000):  # bounded
-            rc = process.poll()
-            if rc is not None:
-                raise RuntimeError(
-                    f"dnsmasq exited early with code {rc}: "
-                    f"{stdout_path.read_text(errors='replace')[-2000:]}\n{server.log_text()[-2000:]}"
-                )
-            if _query_ok(host, port, timeout=0.2):
-                break
-            if time.monotonic() >= deadline:
-                raise RuntimeError(
-                    f"dnsmasq not answering on {host}:{port} after {ready_timeout:.1f} s\n"
-                    f"{server.log_text()[-2000:]}"
-                )
-            time.sleep(0.02)
+        if netns is not None:
+            _wait_ready_netns(server, netns, ready_timeout)
         else:
-            raise RuntimeError("dnsmasq readiness loop exhausted")
+            _wait_ready(server, stdout_path, ready_timeout)
         yield server
     finally:
         server.stop()
+
+
+def _wait_ready(server: DnsServer, stdout_path: Path, ready_timeout: float) -> None:
+    host, port, process = server.host, server.port, server.process
+    deadline = time.monotonic() + ready_timeout
+    for _ in range(2000):  # bounded
+        rc = process.poll()
+        if rc is not None:
+            raise RuntimeError(
+                f"dnsmasq exited early with code {rc}: "
+                f"{stdout_path.read_text(errors='replace')[-2000:]}\n{server.log_text()[-2000:]}"
+            )
+        if _query_ok(host, port, timeout=0.2):
+            return
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"dnsmasq not answering on {host}:{port} after {ready_timeout:.1f} s\n"
+                f"{server.log_text()[-2000:]}"
+            )
+        time.sleep(0.02)
+    raise RuntimeError("dnsmasq readiness loop exhausted")

@@ -17,8 +17,9 @@ def _dns(target: Target, dns_server: tuple[str, int] | None) -> str:
         return "none (IP literal)"
     where = f"via {dns_server[0]}:{dns_server[1]}" if dns_server else "via the system resolver"
     if target.srv_name:
-        return f"SRV {target.srv_name}, else A/AAAA {target.url.host} ({where})"
-    return f"A/AAAA {target.url.host} ({where})"
+        return f"SRV {target.srv_name}, only the servers it names ({where})"
+    name = target.url.host + ("." if target.absolute and not target.url.host.endswith(".") else "")
+    return f"A/AAAA {name} ({where})"
 
 
 def _credentials(target: Target) -> str:
@@ -40,6 +41,7 @@ def plan_json(
                 "transport": t.transport.value,
                 "port": t.port,
                 "checks": list(t.kinds),
+                "role": t.role,
                 "dns": _dns(t, dns_server),
                 "credentials": _credentials(t),
             }
@@ -55,7 +57,7 @@ def render(
     advice: tuple[str, ...] = (),
 ) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=None)
-    for name in ("URL", "transport", "port", "checks", "DNS", "credentials"):
+    for name in ("URL", "transport", "port", "checks", "role", "DNS", "credentials"):
         table.add_column(name, overflow="fold")
     for t in targets:
         table.add_row(
@@ -63,6 +65,7 @@ def render(
             t.transport.value,
             str(t.port),
             " + ".join("Binding" if k == "stun" else "Allocate" for k in t.kinds),
+            t.role,
             Text(_dns(t, dns_server)),
             Text(_credentials(t)),
         )

@@ -19,6 +19,9 @@ def _details(check: CheckResult) -> Text:
     # Server-supplied text (SOFTWARE, reason phrases) is untrusted: Text never parses markup.
     if check.error is not None:
         out = Text(check.error.reason)
+        seen = check.details.get("browser_error")
+        if seen:
+            out.append(f" (Chromium: {seen['code']} {seen['text']})".rstrip(), style="dim")
         out.append("\nhint: ", style="yellow")
         out.append(check.error.hint)
         return out
@@ -60,6 +63,12 @@ def _relay(check: CheckResult) -> Text:
     return text
 
 
+def _check_name(check: CheckResult) -> str:
+    """Binding or Allocate; "(extra)" when the browser would not make this check."""
+    name = "Allocate" if check.kind == "turn" else "Binding"
+    return f"{name} (extra)" if check.extra else name
+
+
 def _rtt(check: CheckResult) -> str:
     return "" if check.rtt_ms is None else f"{check.rtt_ms:.1f}"
 
@@ -82,7 +91,8 @@ def table(report: Report) -> Table:
         t.add_row(
             Text(check.url),
             check.transport,
-            "Allocate" if check.kind == "turn" else "Binding",
+            ("Allocate" if check.kind == "turn" else "Binding")
+            + (" (extra)" if check.extra else ""),
             Text(check.server or "-"),
             _result(check),
             srflx.hostport if srflx else "",
