@@ -164,3 +164,20 @@ def test_extra_checks_do_not_count() -> None:
     ]
     view = browser.view(browser.uses(urls("turn:h")), checks, relay_only=False)
     assert view.relay == () and not view.ok
+
+
+def test_expiry_note_names_the_clients_of_the_scheme() -> None:
+    from turncheck.explain import tls_notes
+
+    cert = {
+        "not_after": "2026-12-01T00:00:00Z",
+        "days_left": 5.0,
+        "san_match": True,
+        "san": [],
+        "self_signed": False,
+    }
+    details = {"tls": {"verified": True, "certificate": cert}}
+    (stuns,) = tls_notes([_check("stuns:h", "tls", "stun", True, details=details)])
+    assert "TLS clients start refusing it" in stuns and "turns:" not in stuns
+    (turns,) = tls_notes([_check("turns:h", "tls", "turn", True, details=details)])
+    assert "browsers start refusing turns: connections" in turns

@@ -220,7 +220,9 @@ def check_constructor(servers: Sequence[IceServerInput]) -> list[list[IceUrl]]:
     """`new RTCPeerConnection({iceServers})`: the parsed URLs per entry, or ConfigRejected.
 
     Blink's pass over every entry first (URL shape, credentials present), then libwebrtc's
-    (URL grammar, credentials not empty): the first fault is the one thrown.
+    (URL grammar, credentials not empty): the first fault is the one thrown. Firefox
+    accepts "" credentials and a username up to 512 bytes, and throws its own SyntaxError
+    "... - urls is empty" for urls: [].
     """
     canonical: list[list[str]] = []
     for server in servers:
@@ -309,7 +311,10 @@ def port_of(url: IceUrl) -> int:
 
 
 def allowed_turn_port(port: int) -> bool:
-    """turn_port.cc AllowedTurnPort: below 1024 only 53, 80 and 443 are allowed."""
+    """turn_port.cc AllowedTurnPort: below 1024 only 53, 80 and 443 are allowed.
+
+    Firefox (MediaTransportHandler.cpp) allows 53, 3478 and 5349 and any port Necko's
+    generic bad-port list lets through, and refuses a blocked one outright."""
     return port in (53, 80, 443) or port >= 1024
 
 
@@ -353,7 +358,8 @@ def uses(urls: Sequence[IceUrl]) -> list[BrowserUse]:
     """Every URL of the configuration, in order, as Chromium uses it (each server once)."""
     turn_urls = [u for u in urls if u.is_turn]
     # basic_port_allocator.cc CreateRelayPorts: relative priority N, N-1, ... 1 by position;
-    # ice_server_parsing.cc keeps at most kMaxTurnServers of them.
+    # ice_server_parsing.cc keeps at most kMaxTurnServers of them. (Firefox enforces no
+    # limit; it only warns from five servers on.)
     preference = {id(u): len(turn_urls[:MAX_TURN_SERVERS]) - i for i, u in enumerate(turn_urls)}
     out: list[BrowserUse] = []
     seen: set[tuple[str, str, int, str]] = set()

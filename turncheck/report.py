@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 SCHEMA = 1
 
 # Chromium's type preferences (p2p/base/p2p_constants.h): host 126, srflx 100; relays by the
-# client-to-server protocol, UDP 3 (2 before Chromium 146), TCP 1, TLS 0.
+# client-to-server protocol, UDP 3 (2 before Chromium 146), TCP 1, TLS 0. Firefox's nICEr
+# computes its own priorities; these lines are Chromium's.
 _TYPE_PREF = {"host": 126, "prflx": 110, "srflx": 100}
 _RELAY_TYPE_PREF = {"udp": 3, "tcp": 1, "tls": 0}
 _FIRST_NETWORK = 127  # rtc_base/network.cc kHighestNetworkPreference: the first network

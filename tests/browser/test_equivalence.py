@@ -315,6 +315,26 @@ def turncheck_answer(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def test_side_by_side_table(equivalence: Equivalence) -> None:
+    """Prints each scenario's outcome in Chromium and in turncheck (pytest -s shows it)."""
+    lines = []
+    for name in SCENARIOS:
+        theirs = chromium_answer(equivalence.chromium["results"][name])
+        ours = turncheck_answer(equivalence.turncheck[name])
+
+        def text(answer: dict[str, Any]) -> str:
+            errors = ", ".join(f"{code} {msg}" for _, code, msg in sorted(answer["errors"]))
+            relay = "+".join(answer["relay"]) or "none"
+            return f"relay {relay}, srflx {'yes' if answer['srflx'] else 'no'}; {errors or '-'}"
+
+        lines.append(
+            f"| {name} | {text(theirs)} | {text(ours)} | {equivalence.turncheck[name]['code']} |"
+        )
+    print("\n| scenario | Chromium | turncheck browser | exit |\n|---|---|---|---|")
+    print("\n".join(lines))
+    assert len(lines) == len(SCENARIOS)
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_turncheck_says_what_chromium_gathers(equivalence: Equivalence, scenario: str) -> None:
     seen = equivalence.chromium["results"][scenario]
