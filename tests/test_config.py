@@ -8,7 +8,13 @@ import hmac
 
 import pytest
 
-from turncheck.config import advice, parse_ice_servers, rest_credentials, rest_expiry
+from turncheck.config import (
+    advice,
+    parse_configuration,
+    parse_ice_servers,
+    rest_credentials,
+    rest_expiry,
+)
 from turncheck.errors import InputError
 from turncheck.plan import ServerEntry, entries_from
 from turncheck.urls import parse_url
@@ -39,8 +45,11 @@ def test_urls_as_a_string_and_legacy_url_key() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"iceServers": [', "invalid JSON at line 1, column 17"),
-        ('[\n {"urls": "stun:a"}\n {"urls": "stun:b"}]', "invalid JSON at line 3, column 2"),
+        ('{"iceServers": [', "neither JSON nor a JavaScript object literal: line 1, column 17"),
+        (
+            '[\n {"urls": "stun:a"}\n {"urls": "stun:b"}]',
+            "neither JSON nor a JavaScript object literal: line 3, column 2",
+        ),
         ('{"servers": []}', 'an object with an "iceServers" list'),
         ('{"iceServers": {}}', '"iceServers" must be a list'),
         ('["stun:a.example"]', "iceServers[0] in f.json: an RTCIceServer must be an object"),
@@ -111,3 +120,30 @@ def test_advice_on_rest_credential_expiry() -> None:
         now=now,
     )
     assert any("expires in 15 min" in a for a in soon)
+
+
+def test_javascript_object_literal_from_app_code_is_read() -> None:
+    text = """{
+      // from the app's source
+      iceServers: [
+        { urls: ['stun:a.example', 'turn:a.example?transport=tcp'], username: 'u',
+          credential: 'c', },
+      ],
+      iceTransportPolicy: 'relay',
+    }"""
+    config = parse_configuration(text, "app.js")
+    assert config.relay_only is True
+    assert config.servers[0].urls == ("stun:a.example", "turn:a.example?transport=tcp")
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("iceServers: [{urls: 'stun:a'}]", "wrap it in { }"),
+        ("{iceServers: [{urls: `stun:${host}`}]}", "replace variables, function calls"),
+    ],
+)
+def test_javascript_that_cannot_be_read_says_what_to_change(text: str, hint: str) -> None:
+    with pytest.raises(InputError, match="neither JSON nor a JavaScript object literal") as info:
+        parse_configuration(text, "app.js")
+    assert hint in str(info.value)

@@ -81,8 +81,11 @@ def test_ice_servers_from_stdin(cli, coturn: Coturn, monkeypatch) -> None:
             "iceServers[1] in ice.json: 'stun:[::1': the browser throws SyntaxError: ICE server parsing failed: Invalid hostname format (unclosed '[' in an IPv6 address)",
         ),
         (
-            '{"iceServers": [\n  {"urls": "stun:127.0.0.1:PORT"},\n]}',
-            "--ice-servers ice.json: invalid JSON at line 3, column 1: Expecting value",
+            '{"iceServers": [\n  {"urls": "stun:127.0.0.1:PORT"}\n  {"urls": "stun:a"}]}',
+            "--ice-servers ice.json: neither JSON nor a JavaScript object literal: line 3, "
+            "column 3: Expecting ',' delimiter; replace variables, function calls and template "
+            "strings with their values in quotes (turncheck reads JSON and JavaScript object "
+            "literals)",
         ),
     ],
 )

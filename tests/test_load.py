@@ -125,7 +125,11 @@ def test_tcp_control_transport_and_periodic_plain_lines(big: Coturn) -> None:
     assert lines, done.stderr
 
 
-def test_ctrl_c_leaves_no_allocation(big: Coturn) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_signal_leaves_no_allocation(big: Coturn, sig: int, code: int) -> None:
+    """Ctrl-C, SIGTERM (timeout -s TERM, a CI job's end) and SIGHUP: every allocation goes."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -145,9 +149,9 @@ def test_ctrl_c_leaves_no_allocation(big: Coturn) -> None:
         env=ENV,
     )
     time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err
     doc = json.loads(out)
     assert doc["interrupted"] is True

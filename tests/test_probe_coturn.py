@@ -84,7 +84,7 @@ def test_json_has_the_documented_minimum_shape(cli, coturn: Coturn) -> None:
     assert {"type", "address", "port", "protocol"} <= check["candidates"][0].keys()
     # coturn with two listening IPs advertises OTHER-ADDRESS: the probe asks it too.
     assert doc["nat"]["symmetric"] is False
-    assert "RFC 5780 other address" in doc["nat"]["basis"]
+    assert "RFC 5780" in doc["nat"]["basis"]
     assert "s3cret" not in result.out
 
 
@@ -103,9 +103,7 @@ def test_table_output_has_rows_verdict_and_nat_line(cli, coturn: Coturn) -> None
     assert result.code == 0
     assert result.out.count(" ok ") == 4
     assert "all 4 checks passed" in result.out
-    assert (
-        "symmetric NAT: no (2 server addresses saw the same mapped address 127.0.0.1:" in result.out
-    )
+    assert "symmetric NAT: no (the same mapping 127.0.0.1:" in result.out
     assert "\x1b[" not in result.out  # NO_COLOR and not a TTY: plain text
 
 
@@ -202,7 +200,7 @@ def test_tls_wrong_host_untrusted_ca_and_insecure(cli, coturn: Coturn, ca_file: 
         "probe", f"stuns:127.0.0.2:{coturn.tls_port}", "--transport", "tls", "--insecure"
     )
     assert insecure.code == 0
-    assert "NOT verified: --insecure" in insecure.out
+    assert "NOT verified (--insecure)" in insecure.out or "verification was skipped" in insecure.out
 
 
 def test_ipv6_loopback(cli, coturn_factory) -> None:
@@ -336,7 +334,16 @@ def test_300_alternate_server_is_followed_once_and_shown(
     assert turn["details"]["redirected_from"] == f"127.0.0.1:{redirector.port}"
 
 
-def test_ctrl_c_mid_allocation_still_deletes_it(coturn_factory) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+        (signal.SIGHUP, 129, "hung up (SIGHUP)"),
+    ],
+)
+def test_signal_mid_allocation_still_deletes_it(coturn_factory, sig, code: int, word: str) -> None:
+    """Ctrl-C, a CI job timeout's SIGTERM and a closed terminal's SIGHUP alike."""
     server = coturn_factory(extra=["user-quota=1"], tls=False)
     with udp_delay_proxy(("127.0.0.1", server.port), delay=1.0) as proxy:
         env = {**os.environ, "TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "s3cret"}
@@ -359,13 +366,13 @@ def test_ctrl_c_mid_allocation_still_deletes_it(coturn_factory) -> None:
         # The authenticated Allocate leaves at ~1.0 s and coturn allocates at once; its
         # answer is held back until ~2.0 s. Interrupt in between.
         time.sleep(1.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 130, (out, err)
+    assert proc.returncode == code, (out, err)
     assert "Traceback" not in err
-    assert "interrupted" in err
-    log = server.log_text()
-    assert "lifetime=0" in log, "the interrupted probe must send Refresh(0)"
+    assert word in err
+    made, deleted = server.allocation_sessions()
+    assert made and made <= deleted, "the interrupted probe must delete its allocation"
 
 
 def test_dry_run_sends_no_dns_query_and_no_packet(cli, dns_server) -> None:

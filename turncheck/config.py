@@ -89,10 +89,7 @@ def parse_configuration(text: str, name: str = "<input>") -> IceConfiguration:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(
-            f"--ice-servers {name}: invalid JSON at line {exc.lineno}, column {exc.colno}: "
-            f"{exc.msg}"
-        ) from None
+        document = _javascript_literal(text, name, exc)
     except (ValueError, RecursionError) as exc:  # a 5000-digit number, [[[[... 100000 deep
         raise InputError(f"--ice-servers {name}: unusable JSON ({type(exc).__name__})") from None
     entries: Any = document
@@ -120,6 +117,33 @@ def parse_configuration(text: str, name: str = "<input>") -> IceConfiguration:
         relay_only = check_policy(document["iceTransportPolicy"], f"iceTransportPolicy in {name}")
     servers = [_entry(value, f"{key}[{i}] in {name}") for i, value in enumerate(entries)]
     return IceConfiguration(servers, relay_only)
+
+
+_JS_LIMIT = 1 << 20  # bytes: the JSON5 parser is pure Python; app snippets are small
+_BARE_KEY = re.compile(r"\s*[A-Za-z_$][\w$]*\s*:")
+
+
+def _javascript_literal(text: str, name: str, error: json.JSONDecodeError) -> Any:
+    """Not JSON: perhaps a JavaScript object literal pasted from app code (unquoted keys,
+    single quotes, trailing commas, comments), which JSON5 reads. Else say what to change."""
+    where = f"--ice-servers {name}"
+    if len(text) <= _JS_LIMIT:
+        import json5
+
+        try:
+            return json5.loads(text)
+        except Exception:  # any failure of the fallback: report the JSON error below
+            pass
+    hint = (
+        "wrap it in { } (it starts with a bare key)"
+        if _BARE_KEY.match(text)
+        else "replace variables, function calls and template strings with their values in "
+        "quotes (turncheck reads JSON and JavaScript object literals)"
+    )
+    raise InputError(
+        f"{where}: neither JSON nor a JavaScript object literal: line {error.lineno}, "
+        f"column {error.colno}: {error.msg}; {hint}"
+    ) from None
 
 
 def _entry(value: Any, origin: str) -> IceServer:
@@ -238,6 +262,8 @@ def advice(entries: list[Any], now: float | None = None) -> list[str]:
         creds = entry.credentials
         if creds is None or creds.username in seen_users:
             continue
+        if entry.credential_source.startswith("TURN REST API credentials from the shared"):
+            continue  # turncheck minted it a moment ago: its lifetime is --ttl
         seen_users.add(creds.username)
         expiry = creds.rest_expiry
         if expiry is None:

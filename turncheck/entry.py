@@ -23,12 +23,12 @@ def run() -> int:
     # The run is over (output written, allocations deleted): a Ctrl-C during interpreter
     # teardown must not turn a finished run into a signal death.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if code == INTERRUPTED:
-        return _leave_interrupted()
+    if code in (INTERRUPTED, 128 + signal.SIGTERM, 128 + signal.SIGHUP):
+        return _leave_interrupted(code)
     return code
 
 
-def _leave_interrupted() -> int:
+def _leave_interrupted(code: int = INTERRUPTED) -> int:
     """Exit 130 after an interrupt we handled (never returns). CPython remembers a
     KeyboardInterrupt that passed through exec()'d code (dataclasses build their methods
     that way while modules import) and re-raises SIGINT at exit: a handled Ctrl-C would
@@ -40,4 +40,4 @@ def _leave_interrupted() -> int:
             stream.flush()
         except (OSError, ValueError):  # a closed or broken stream: nothing left to save
             continue
-    os._exit(INTERRUPTED)
+    os._exit(code)

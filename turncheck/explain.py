@@ -262,50 +262,93 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the verdict needs of one check."""
-
-    transport: str
-    kind: str
-    ok: bool
-    timed_out: bool
-    port: int | None
-    invalid_answers: bool = False  # it timed out, but answers came that had to be ignored
-
-
-def verdict(outcomes: Sequence[Outcome]) -> str:
-    """One line a person can act on: what works, what does not, and the likely cause."""
-    if not outcomes:
+def verdict(checks: Sequence[CheckResult]) -> str:
+    """What the checks found, naming the cause: a person can act on this line alone."""
+    if not checks:
         return "nothing was checked"
-    failed = [o for o in outcomes if not o.ok]
+    failed = [c for c in checks if not c.ok]
     if not failed:
-        kinds = sorted({o.kind.upper() for o in outcomes}, reverse=True)
-        transports = _list(sorted({o.transport for o in outcomes}, key=_order))
-        verb = "works" if len(kinds) == 1 else "work"
-        passed = "the check passed" if len(outcomes) == 1 else f"all {len(outcomes)} checks passed"
-        return f"{passed}: {' and '.join(kinds)} {verb} over {transports}"
-    if len(failed) == len(outcomes):
-        if any(o.invalid_answers for o in failed):
+        return "the check passed" if len(checks) == 1 else f"all {len(checks)} checks passed"
+    dead = _dead_addresses(checks)
+    if dead:
+        return dead
+    if len(failed) == len(checks):
+        if any(c.invalid_answers for c in failed):
             return (
                 "answers came, but not valid STUN/TURN answers to our requests: "
-                "see the reasons above (wrong server or port, or a middlebox)"
+                + _shared_cause(failed)
             )
-        if all(o.timed_out for o in failed):
+        if all(c.timed_out for c in failed):
             return "nothing answered: the servers are down, or a firewall blocks this network"
-        return f"all {len(outcomes)} checks failed: see the reasons above"
-    working = {o.transport for o in outcomes if o.ok}
-    broken = {o.transport for o in outcomes} - working
-    works_text = _works(outcomes)
-    if "udp" in broken and all(o.timed_out for o in failed if o.transport == "udp"):
+        return f"all {len(checks)} checks failed: {_shared_cause(failed)}"
+    working = {c.transport for c in checks if c.ok}
+    broken = {c.transport for c in checks} - working
+    works_text = _works(checks)
+    if "udp" in broken and all(c.timed_out for c in failed if c.transport == "udp"):
         return f"UDP looks blocked on this network (or at the server); {works_text}"
     if broken:
-        return f"{_list(sorted(broken, key=_order)).upper()} failed; {works_text}"
-    return f"{len(failed)} of {len(outcomes)} checks failed; see the reasons above"
+        cause = _shared_cause([c for c in failed if c.transport in broken])
+        return f"{_list(sorted(broken, key=_order)).upper()} failed: {cause}; {works_text}"
+    return f"{len(failed)} of {len(checks)} checks failed: {_shared_cause(failed)}"
 
 
-def _works(outcomes: Sequence[Outcome]) -> str:
-    ok = [o for o in outcomes if o.ok]
+def _core(reason: str) -> str:
+    """A reason without the method prefix, so that one cause over several checks reads once."""
+    for method in ("Allocate: ", "Binding: ", "CreatePermission: ", "ChannelBind: "):
+        if reason.startswith(method):
+            return reason[len(method) :]
+    return reason
+
+
+def _shared_cause(failed: Sequence[CheckResult]) -> str:
+    """The most common reason among failed checks, and over which transports it holds."""
+    groups: dict[str, list[CheckResult]] = {}
+    for check in failed:
+        reason = _core(check.error.reason) if check.error else "failed"
+        groups.setdefault(reason, []).append(check)
+    reason, members = max(groups.items(), key=lambda kv: len(kv[1]))
+    transports = _list(sorted({c.transport for c in members}, key=_order))
+    kinds = {c.kind for c in members}
+    what = "TURN Allocate" if kinds == {"turn"} else "STUN Binding" if kinds == {"stun"} else ""
+    if what and any(c.cause == "auth" for c in members):
+        what = "TURN authentication"
+    head = f"{what} failed over {transports}: " if what else ""
+    more = len(groups) - 1
+    tail = f" (+{more} other reason{'s' if more > 1 else ''})" if more else ""
+    return f"{head}{reason}{tail}"
+
+
+def _dead_addresses(checks: Sequence[CheckResult]) -> str:
+    """A name with several addresses where some fail every check and others pass: the
+    users DNS sends to the dead ones cannot connect ("calls fail sometimes")."""
+    out: list[str] = []
+    by_url: dict[str, dict[str, list[CheckResult]]] = {}
+    for check in checks:
+        if check.server is not None and not check.via.startswith("IP literal"):
+            by_url.setdefault(check.url, {}).setdefault(check.server, []).append(check)
+    for url, servers in by_url.items():
+        if len(servers) < 2:
+            continue
+        dead = {s: cs for s, cs in servers.items() if not any(c.ok for c in cs)}
+        alive = [s for s, cs in servers.items() if any(c.ok for c in cs)]
+        if not dead or not alive:
+            continue
+        from turncheck.urls import parse_url
+
+        host = parse_url(url).host
+        addresses = ", ".join(s.rsplit(":", 1)[0].strip("[]") for s in dead)
+        transports = _list(sorted({c.transport for cs in dead.values() for c in cs}, key=_order))
+        reason = _shared_cause([c for cs in dead.values() for c in cs])
+        verb = "fails" if len(dead) == 1 else "fail"
+        out.append(
+            f"{len(dead)} of {len(servers)} addresses of {host} ({addresses}) {verb} "
+            f"{transports} ({reason}): the users DNS sends there cannot connect"
+        )
+    return "; ".join(out)
+
+
+def _works(checks: Sequence[CheckResult]) -> str:
+    ok = [o for o in checks if o.ok]
     turn = sorted(
         {(o.transport, o.port) for o in ok if o.kind == "turn"}, key=lambda t: _order(t[0])
     )
@@ -396,6 +439,8 @@ def tls_notes(checks: Sequence[CheckResult], now: float | None = None) -> tuple[
                 f"renew it before {who}"
             )
         if not tls["verified"]:
+            if cert["san_match"] and not cert["self_signed"] and days >= 0:
+                notes.append(f"TLS certificate of {where} was NOT verified (--insecure)")
             if not cert["san_match"]:
                 notes.append(
                     f"TLS certificate of {where} does not name the URL host (SAN: "
@@ -448,12 +493,12 @@ def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str)
             "the relay echo failed",
         )
         text = (
-            f"{head} gathers relay candidates over {relay}, but they carry no data: "
-            f"calls through TURN fail ({first})"
+            f"calls through TURN fail: {head} gathers relay candidates over {relay}, but "
+            f"they carry no data ({first})"
         )
     elif view.ok and view.relay:
         srflx = " and a srflx" if view.srflx else ""
-        text = f"{head} gets relay candidates over {relay}{srflx}: calls through TURN connect"
+        text = f"calls connect: {head} gets relay candidates over {relay}{srflx}"
     elif view.ok and view.srflx:
         text = f"{head} gets a srflx candidate (STUN only: no relay for peers that need one)"
     elif view.ok:
@@ -462,19 +507,17 @@ def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str)
             "between them), so its host candidate serves"
         )
     elif view.has_turn or view.relay_only:
-        why = _first_browser_failure(view, checks)
-        text = f"{head} gets no relay candidate{why}: calls that need TURN fail"
+        text = f"calls that need TURN fail: {head} gets no relay candidate"
+        if not any(not c.extra and not c.ok for c in checks):
+            text += _first_browser_failure(view, checks)
         better = _also_works(view, checks)
         if better:
             text += f"; {better}"
     else:
-        why = _first_browser_failure(view, checks)
-        text = f"{head} gets no srflx candidate{why}"
+        text = f"{head} gets no srflx candidate{_first_browser_failure(view, checks)}"
     srv = _srv_differs(checks)
     if srv:
         text += f"; {srv}"
-    if all(c.ok for c in checks):
-        return f"{text} ({base})"
     return f"{text}; {base}"
 
 
@@ -511,7 +554,7 @@ def _also_works(view: BrowserView, checks: Sequence[CheckResult]) -> str:
             offered.append(what)
     if not add:
         return ""
-    return f"the server accepts TURN over {_list(offered)}: add {' and '.join(add)}"
+    return f"add {' and '.join(add)}: the server accepts TURN over {_list(offered)}"
 
 
 def _srv_differs(checks: Sequence[CheckResult]) -> str:
@@ -544,10 +587,7 @@ def run_advice(
     also = _also_works(view, checks)
     if also:
         out = [a for a in out if not a.startswith("no TURN over TCP or TLS")]
-        out.append(
-            f"{also} so that users behind UDP-blocking firewalls can connect (a browser uses "
-            "turn:host without ?transport= over UDP only)"
-        )
+        out.append(f"{also}, and a bare turn: URL is UDP only in browsers")
     stuns_tls = [
         c for c in checks if c.extra and c.url.startswith("stuns:") and c.transport == "tls"
     ]

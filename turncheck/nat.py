@@ -25,9 +25,9 @@ from typing import Any
 
 from turncheck import stun
 from turncheck.checks import local_ip_towards
-from turncheck.errors import CheckFailure
+from turncheck.errors import CheckFailure, ConnectFailure
 from turncheck.report import CheckResult, NatVerdict
-from turncheck.transport import Address, RetryPolicy, UdpChannel
+from turncheck.transport import Address, RetryPolicy, Tracer, UdpChannel
 from turncheck.urls import fmt_address
 
 EIM = "endpoint-independent"
@@ -93,6 +93,18 @@ class NatReport:
         return self.public_address is not None
 
     @property
+    def verdict(self) -> str:
+        """One line: the NAT type and what it means for calls, or why it is unknown."""
+        if not self.answered:
+            why = self.reasons.get("mapping", "no answer")
+            if self.classic == "UDP blocked":
+                return f"UDP blocked: {why}; {self.advice}"
+            return f"NAT type unknown: {why}"
+        parts = [f"mapping {self.mapping}" if self.mapping else "mapping unknown"]
+        parts.append(f"filtering {self.filtering}" if self.filtering else "filtering unknown")
+        return f"{self.classic} ({', '.join(parts)}): {self.advice}"
+
+    @property
     def symmetric(self) -> bool | None:
         if self.mapping is not None:
             return self.mapping != EIM
@@ -151,6 +163,7 @@ async def _binding(
     *,
     change: int = 0,
     expect_source: Address | None = None,
+    failures: list[CheckFailure] | None = None,
 ) -> _Reply | None:
     """One Binding; None when nothing (acceptable) came back before the deadline."""
     request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
@@ -166,7 +179,9 @@ async def _binding(
             what="NAT test Binding (udp)",
             expect_source=expect_source,
         )
-    except CheckFailure:
+    except CheckFailure as exc:
+        if failures is not None:
+            failures.append(exc)
         return None
     attrs = answer.message.attributes
     mapped = attrs.get("XOR-MAPPED-ADDRESS") or attrs.get("MAPPED-ADDRESS")
@@ -184,9 +199,10 @@ async def _binding(
 async def discover(
     servers: Sequence[Address],
     *,
-    timeout: float = 3.0,
+    timeout: float = 5.0,
     filter_timeout: float = 1.0,
     policy: RetryPolicy | None = None,
+    tracer: Tracer | None = None,
 ) -> NatReport:
     """Run RFC 5780 discovery against the first server with OTHER-ADDRESS, else two-servers."""
     policy = policy or RetryPolicy()
@@ -197,13 +213,14 @@ async def discover(
     servers = [s for s in servers if (":" in s[0]) == (family == socket.AF_INET6)]
     loop = asyncio.get_running_loop()
     async with (
-        await UdpChannel.open(family) as mapping_sock,
-        await UdpChannel.open(family) as filtering_sock,
+        await UdpChannel.open(family, tracer) as mapping_sock,
+        await UdpChannel.open(family, tracer) as filtering_sock,
     ):
         assert isinstance(mapping_sock, UdpChannel) and isinstance(filtering_sock, UdpChannel)
         deadline = loop.time() + timeout
+        failures: list[CheckFailure] = []
         firsts = await asyncio.gather(
-            *(_binding(mapping_sock, s, deadline, policy) for s in servers)
+            *(_binding(mapping_sock, s, deadline, policy, failures=failures) for s in servers)
         )
         tests = [
             NatTest(
@@ -215,6 +232,25 @@ async def discover(
             for s, r in zip(servers, firsts, strict=True)
         ]
         answered = [(s, r) for s, r in zip(servers, firsts, strict=True) if r is not None]
+        refused = [f for f in failures if isinstance(f, ConnectFailure) and f.kind == "refused"]
+        if not answered and refused and len(refused) == len(failures):
+            # ICMP port unreachable: the network carried our UDP; the server is not there.
+            where = ", ".join(fmt_address(s) for s in servers)
+            why = f"the server did not answer (connection refused: nothing listens on {where})"
+            return NatReport(
+                server=fmt_address(servers[0]),
+                method=None,
+                mapping=None,
+                filtering=None,
+                classic="unknown",
+                public_address=None,
+                local_address=None,
+                alg=False,
+                advice="check that the STUN server runs and listens on this port (UDP is not "
+                "blocked: the refusal came back)",
+                reasons={"mapping": why, "filtering": why},
+                tests=tuple(tests),
+            )
         if not answered:
             return NatReport(
                 server=fmt_address(servers[0]),
@@ -456,13 +492,12 @@ def symmetric_from_bindings(results: Iterable[CheckResult]) -> NatVerdict:
             None,
             "only one server address answered over UDP (and it gives no RFC 5780 other address)",
         )
-    note = " (one is a server's RFC 5780 other address)" if via_other & servers.keys() else ""
+    rfc5780 = bool(via_other & servers.keys())
+    note = " (one is a server's RFC 5780 other address)" if rfc5780 else ""
     mapped = set(servers.values())
     if len(mapped) == 1:
-        return NatVerdict(
-            False,
-            f"{len(servers)} server addresses{note} saw the same mapped address {mapped.pop()}",
-        )
+        how = "addresses, RFC 5780" if rfc5780 else "server addresses"
+        return NatVerdict(False, f"the same mapping {mapped.pop()} from {len(servers)} {how}")
     pairs = ", ".join(f"{server} saw {addr}" for server, addr in sorted(servers.items()))
     return NatVerdict(True, f"the mapping changes with the destination{note}: {pairs}")
 
@@ -523,19 +558,26 @@ async def classic_check(
             "agrees": None,
             "note": f"pystun3 did not finish in {total:g} s",
         }
-    except Exception as exc:
-        return {**out, "classic": None, "agrees": None, "note": f"pystun3 failed: {exc}"}
+    except Exception:
+        return {
+            **out,
+            "classic": None,
+            "agrees": None,
+            "note": "pystun3 could not read the server's answer: it stops on attributes it "
+            "does not expect (turncheck's own verdict above does not depend on it)",
+        }
     classic = PYSTUN3_NAMES.get(str(nat_type))
     agrees = classic == ours
     note = None
     if classic is None:
-        note = f"pystun3 gave no verdict ({nat_type})"
+        note = "pystun3 gave no verdict"
     elif not agrees:
         note = (
             f"pystun3 says {classic}, turncheck says {ours}: pystun3 runs every test on one "
             "socket (a NAT's state from one test skews the next) and trusts RFC 3489 answers"
         )
-    return {**out, "nat_type": str(nat_type), "classic": classic, "agrees": agrees, "note": note}
+    kind = None if nat_type is None else str(nat_type)
+    return {**out, "nat_type": kind, "classic": classic, "agrees": agrees, "note": note}
 
 
 def _settle(

@@ -10,7 +10,6 @@ from turncheck import browser
 from turncheck.checks import CheckSettings, UdpPool, allocate_check, binding_check, failed
 from turncheck.errors import DnsFailure
 from turncheck.explain import (
-    Outcome,
     browser_verdict,
     explain,
     relay_notes,
@@ -118,9 +117,7 @@ async def run_probe(
     uses = browser.uses(list(dict.fromkeys(t.url for t in targets)))
     checks = _as_the_browser_sees(_ordered(targets, ready + [t.result() for t in tasks]), uses)
     view = browser.view(uses, checks, relay_only)
-    text = verdict(
-        [Outcome(c.transport, c.kind, c.ok, c.timed_out, c.port, c.invalid_answers) for c in checks]
-    )
+    text = verdict(checks)
     if not every_check:
         text = browser_verdict(view, checks, text)
     if relay_only:

@@ -382,7 +382,9 @@ def test_bare_turn_with_udp_blocked_says_no_relay_and_advises_tcp_and_tls(
     assert doc["code"] == 1
     assert doc["browser"]["relay"] == [] and doc["browser"]["ok"] is False
     verdict = doc["verdict"]
-    assert verdict.startswith("a browser with this configuration gets no relay candidate")
+    assert verdict.startswith(
+        "calls that need TURN fail: a browser with this configuration gets no relay candidate"
+    )
     assert (
         "add turn:blocked.lab.test:3478?transport=tcp and "
         "turns:blocked.lab.test:5349?transport=tcp" in verdict

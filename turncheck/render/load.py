@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 import time
 
-from rich.console import Console, Group
-from rich.table import Table
+from rich.console import Console
 from rich.text import Text
 
 from turncheck.load import LoadResult, Pair, Tally
+from turncheck.render import plain_text, print_lines, wrap
 
 
 class Progress:
@@ -60,37 +60,51 @@ def _ms(values: dict[str, float] | None) -> str:
     return " / ".join(f"{k} {v * 1000:.2f}" for k, v in values.items())
 
 
-def render(result: LoadResult, console: Console) -> None:
+KEY = 23
+
+
+def lines(result: LoadResult, width: int) -> list[Text]:
+    """Facts, one per line (values wrap at spaces under their own column), then the verdict."""
     s = result.settings
-    facts = Table(box=None, show_header=False, pad_edge=False)
-    facts.add_column(style="dim")
-    facts.add_column(overflow="fold")
-    facts.add_row(
+
+    def fact(name: str, value: str, style: str = "") -> list[Text]:
+        return wrap(name.ljust(KEY), value, width, style, KEY)
+
+    out = fact(
         "pairs",
         f"{result.succeeded} up of {result.attempted} tried ({s.clients} asked), "
         f"{result.failed} failed",
     )
     for reason, count in sorted(result.failures.items(), key=lambda kv: -kv[1]):
-        facts.add_row("", Text(f"{count}× {reason}", style="red"))
-    facts.add_row("allocation latency ms", _ms(result.alloc_latency))
-    facts.add_row(
+        out += fact("", f"{count}× {reason}", "red")
+    out += fact("allocation latency ms", _ms(result.alloc_latency))
+    out += fact(
         "relayed packets",
         f"{result.sent} sent, {result.received} echoed back, loss {result.loss_pct:.2f} %"
         + (f", {result.duplicates} duplicates" if result.duplicates else ""),
     )
-    facts.add_row(
+    out += fact(
         "throughput",
         f"{result.achieved_pps:.0f} echoed packets/s of {result.requested_pps:.0f} requested "
         f"({result.achieved_pps * s.size * 8 / 1e6:.2f} of "
         f"{result.requested_pps * s.size * 8 / 1e6:.2f} Mbit/s per direction)",
     )
-    facts.add_row("RTT ms", _ms(result.rtt))
-    facts.add_row("jitter ms", "-" if result.jitter is None else f"{result.jitter * 1000:.3f}")
-    facts.add_row(
+    out += fact("RTT ms", _ms(result.rtt))
+    out += fact("jitter ms", "-" if result.jitter is None else f"{result.jitter * 1000:.3f}")
+    out += fact(
         "clean-up",
         f"{result.deleted} allocations deleted"
         + (f", {result.delete_failed} NOT deleted" if result.delete_failed else ""),
     )
-    facts.add_row("time", f"{result.sending_time:.1f} s relaying, {result.wall_time:.1f} s in all")
+    out += fact("time", f"{result.sending_time:.1f} s relaying, {result.wall_time:.1f} s in all")
     style = "bold green" if result.ok else "bold red"
-    console.print(Group(facts, Text.assemble(("verdict: ", "bold"), (result.verdict, style))))
+    out += wrap("verdict: ", result.verdict, width, style)
+    return out
+
+
+def render(result: LoadResult, console: Console) -> None:
+    print_lines(console, lines(result, console.width))
+
+
+def render_text(result: LoadResult, width: int = 200) -> str:
+    return plain_text(lambda console: render(result, console), width)

@@ -2,57 +2,85 @@
 
 from __future__ import annotations
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from turncheck.nat import NatReport
+from turncheck.render import Column, fit, plain_text, print_lines, table_lines, wrap
+
+KEY = 16  # width of the facts' names
+
+TESTS = (
+    Column("name", "test", 9),
+    Column("sent_to", "sent to", 8),
+    Column("answer", "answer", 7),
+    Column("meaning", "meaning", 3),
+)
 
 
-def _value(value: str | None, reason: str | None) -> Text:
-    if value is not None:
-        return Text(value, style="bold")
-    return Text(f"unknown ({reason or 'not tested'})", style="yellow")
+def _fact(name: str, value: str, width: int, style: str = "") -> list[Text]:
+    return wrap(name.ljust(KEY), value, width, style, KEY)
 
 
-def render(report: NatReport, console: Console) -> None:
-    method = {"rfc5780": "RFC 5780", "two-servers": "two servers compared"}.get(
-        report.method or "", "no method possible"
-    )
-    console.print(Text(f"NAT behaviour via {report.server or '-'} ({method})", style="bold"))
-    facts = Table(box=None, show_header=False, pad_edge=False)
-    facts.add_column(style="dim")
-    facts.add_column(overflow="fold")
-    facts.add_row("mapping", _value(report.mapping, report.reasons.get("mapping")))
-    facts.add_row("filtering", _value(report.filtering, report.reasons.get("filtering")))
-    facts.add_row("NAT type", Text(report.classic, style="bold"))
+def _value(value: str | None, reason: str | None) -> str:
+    return value if value is not None else f"unknown ({reason or 'not tested'})"
+
+
+def method_text(report: NatReport) -> str:
+    if report.method == "rfc5780":
+        return "RFC 5780"
+    if report.method == "rfc3489":
+        return "RFC 3489 CHANGED-ADDRESS"
+    if report.method == "two-servers":
+        return "two servers compared"
+    if report.mapping is not None:
+        return "this host's own address: no NAT"
+    return "no method possible"
+
+
+def lines(report: NatReport, width: int) -> list[Text]:
+    out = wrap("", f"NAT behaviour via {report.server or '-'} ({method_text(report)})", width)
+    out[0].stylize("bold")
+    out += _fact("mapping", _value(report.mapping, report.reasons.get("mapping")), width)
+    out += _fact("filtering", _value(report.filtering, report.reasons.get("filtering")), width)
+    out += _fact("NAT type", report.classic, width, "bold")
     public = report.public_address or "-"
     if report.local_address:
         public += f" (local {report.local_address})"
-    facts.add_row("public address", Text(public))
-    facts.add_row(
-        "ALG",
-        Text(
-            "MAPPED-ADDRESS and XOR-MAPPED-ADDRESS disagree: a middlebox rewrites STUN"
-            if report.alg
-            else "none seen",
-            style="yellow" if report.alg else "",
-        ),
+    out += _fact("public address", public, width)
+    alg = (
+        "MAPPED-ADDRESS and XOR-MAPPED-ADDRESS disagree: a middlebox rewrites STUN"
+        if report.alg
+        else "none seen"
     )
-    console.print(facts)
-    tests = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for name in ("test", "sent to", "answer", "meaning"):
-        tests.add_column(name, overflow="fold")
-    for test in report.tests:
-        tests.add_row(test.name, test.sent_to, test.answer or "-", Text(test.meaning))
-    console.print(tests)
+    out += _fact("ALG", alg, width, "yellow" if report.alg else "")
+    rows = [
+        {
+            "name": Text(t.name),
+            "sent_to": Text(t.sent_to),
+            "answer": Text(t.answer or "-"),
+            "meaning": Text(t.meaning),
+        }
+        for t in report.tests
+    ]
+    if rows:
+        out += table_lines(fit(TESTS, rows, width), rows)
     check = report.classic_check
     if check is not None:
-        line = f"classic RFC 3489 test (pystun3): {check.get('classic') or check.get('nat_type')}"
+        answer = check.get("classic") or "no verdict"
+        line = f"classic RFC 3489 test (pystun3): {answer}"
         if check.get("agrees"):
-            line += " — agrees"
-        console.print(Text(line))
+            line += " (agrees)"
+        out += wrap("", line, width)
         if check.get("note"):
-            console.print(Text(f"note: {check['note']}", style="yellow"))
-    console.print(Text.assemble(("advice: ", "bold"), report.advice))
+            out += wrap("note: ", str(check["note"]), width, "yellow")
+    out += wrap("verdict: ", report.verdict, width, "bold" if report.answered else "bold red")
+    return out
+
+
+def render(report: NatReport, console: Console) -> None:
+    print_lines(console, lines(report, console.width))
+
+
+def render_text(report: NatReport, width: int = 200) -> str:
+    return plain_text(lambda console: render(report, console), width)

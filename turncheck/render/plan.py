@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from turncheck.plan import Target
+from turncheck.render import Column, fit, plain_text, print_lines, table_lines, wrap
 
 
 def _dns(target: Target, dns_server: tuple[str, int] | None) -> str:
@@ -50,26 +49,55 @@ def plan_json(
     }
 
 
+COLUMNS = (
+    Column("url", "URL", 9),
+    Column("transport", "transport", 9),
+    Column("port", "port", 8),
+    Column("checks", "checks", 7),
+    Column("role", "role", 8),
+    Column("dns", "DNS", 4),
+    Column("credentials", "credentials", 5),
+)
+
+
+def lines(
+    targets: list[Target],
+    dns_server: tuple[str, int] | None,
+    width: int,
+    advice: tuple[str, ...] = (),
+) -> list[Text]:
+    rows = [
+        {
+            "url": Text(str(t.url)),
+            "transport": Text(t.transport.value),
+            "port": Text(str(t.port)),
+            "checks": Text(" + ".join("Binding" if k == "stun" else "Allocate" for k in t.kinds)),
+            "role": Text(t.role),
+            "dns": Text(_dns(t, dns_server)),
+            "credentials": Text(_credentials(t)),
+        }
+        for t in targets
+    ]
+    out = table_lines(fit(COLUMNS, rows, width), rows)
+    out += wrap("", f"dry run: {len(targets)} target(s), nothing sent", width, "bold")
+    for line in advice:
+        out += wrap("advice: ", line, width, "cyan")
+    return out
+
+
 def render(
     targets: list[Target],
     dns_server: tuple[str, int] | None,
     console: Console,
     advice: tuple[str, ...] = (),
 ) -> None:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=None)
-    for name in ("URL", "transport", "port", "checks", "role", "DNS", "credentials"):
-        table.add_column(name, overflow="fold")
-    for t in targets:
-        table.add_row(
-            Text(str(t.url)),
-            t.transport.value,
-            str(t.port),
-            " + ".join("Binding" if k == "stun" else "Allocate" for k in t.kinds),
-            t.role,
-            Text(_dns(t, dns_server)),
-            Text(_credentials(t)),
-        )
-    console.print(table)
-    console.print(Text(f"dry run: {len(targets)} target(s), nothing sent", style="bold"))
-    for line in advice:
-        console.print(Text(f"advice: {line}", style="cyan"))
+    print_lines(console, lines(targets, dns_server, console.width, advice))
+
+
+def render_text(
+    targets: list[Target],
+    dns_server: tuple[str, int] | None,
+    advice: tuple[str, ...] = (),
+    width: int = 200,
+) -> str:
+    return plain_text(lambda console: render(targets, dns_server, console, advice), width)

@@ -1,0 +1,135 @@
+"""Every turncheck command in the README runs as written.
+
+The examples are read out of README.md's code blocks and run against the test coturn,
+with only what cannot be real here rewritten: example host names become localhost with
+the test server's ports, example files are written next to the run, the load figures
+shrink, and commands without a URL (which would probe public STUN servers) get the test
+server's URL. A README example that no longer parses (exit 2) fails this test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers.coturn import Coturn
+from tests.test_relay import udp_echo_peer
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SECRET = "readme-shared-secret"
+
+
+def readme_commands() -> list[str]:
+    """turncheck command lines in README code blocks (continuations joined)."""
+    text = README.read_text(encoding="utf-8")
+    out: list[str] = []
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        for raw in block.replace("\\\n", " ").splitlines():
+            line = raw.strip()
+            line = re.sub(r"^- ", "", line)
+            if "/bin/turncheck " in line:  # the quick start: the part after the install
+                line = "turncheck " + line.split("/bin/turncheck ", 1)[1]
+            if line.startswith("turncheck ") or "| turncheck " in line:
+                out.append(re.sub(r"\s+#.*$", "", line))
+    return out
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_has_examples_of_every_command() -> None:
+    words = {c.split("| ")[-1].split()[1] for c in COMMANDS}
+    assert {"probe", "nat", "load", "creds"} <= words
+    assert len(COMMANDS) >= 20
+
+
+def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) -> list[str]:
+    stdin_file = None
+    if "| turncheck " in command:  # curl … | turncheck …: the body comes from a file here
+        command = "turncheck " + command.split("| turncheck ", 1)[1]
+        stdin_file = "ice.json"
+    server = rest if "--secret-file" in command else coturn
+    command = command.replace("/etc/turn/secret", "secret")
+    command = command.replace('"$PW"', "s3cret").replace("-u bob", "-u alice")
+    command = re.sub(r"--peer \S+", f"--peer {peer[0]}:{peer[1]}", command)
+    command = re.sub(r"--clients \d+", "--clients 2", command)
+    command = re.sub(r"--duration \d+", "--duration 0.5", command)
+    command = re.sub(r"--repeat \d+", "--repeat 2", command)
+    command = re.sub(r"--round-interval \d+", "--round-interval 0", command)
+    # Example names and ports → the test server (TLS on its TLS port, the rest on its port).
+    command = re.sub(
+        r"(turns|stuns):[a-z.]+\.example\.com(:\d+)?",
+        lambda m: f"{m.group(1)}:localhost:{server.tls_port}",
+        command,
+    )
+    command = re.sub(
+        r"(turn|stun):[a-z.]+\.example\.com(:\d+)?",
+        lambda m: f"{m.group(1)}:localhost:{server.port}",
+        command,
+    )
+    argv = shlex.split(command)
+    has_url = any(":" in a and not a.startswith("-") for a in argv)
+    if argv[1] in ("probe", "nat") and not has_url and "--ice-servers" not in argv:
+        argv.append(f"stun:127.0.0.1:{server.port}")
+    if stdin_file:
+        argv.append(f"<{stdin_file}")
+    return argv
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_readme_example_runs(
+    command: str, coturn: Coturn, coturn_factory, ca_file: Path, tmp_path: Path
+) -> None:
+    rest = coturn_factory(extra=["use-auth-secret", f"static-auth-secret={SECRET}"])
+    (tmp_path / "secret").write_text(SECRET + "\n")
+    config = {
+        "iceServers": [
+            {"urls": f"stun:localhost:{coturn.port}"},
+            {
+                "urls": [f"turn:localhost:{coturn.port}", f"turns:localhost:{coturn.tls_port}"],
+                "username": "alice",
+                "credential": "s3cret",
+            },
+        ]
+    }
+    for name in ("ice.json", "staging.json"):
+        (tmp_path / name).write_text(json.dumps(config))
+    with udp_echo_peer() as peer:
+        argv = _rewrite(command, coturn, rest, peer)
+        stdin = None
+        if argv[-1].startswith("<"):
+            stdin = (tmp_path / argv.pop()[1:]).read_text()
+        env = {
+            **os.environ,
+            "TURNCHECK_USERNAME": "alice",
+            "TURNCHECK_CREDENTIAL": "s3cret",
+            "SSL_CERT_FILE": str(ca_file),  # the test CA, as a deployment's system store
+            "COLUMNS": "100",
+        }
+        if "--secret-file" in argv:
+            env.pop("TURNCHECK_USERNAME")
+            env.pop("TURNCHECK_CREDENTIAL")
+        done = subprocess.run(
+            [sys.executable, "-m", "turncheck", *argv[1:]],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=env,
+        )
+    context = (command, argv, done.returncode, done.stdout[-2000:], done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, context
+    assert done.returncode in (0, 1), context  # 2 would be a README example that is wrong
+    if "--output" in argv:  # the file gets the answer, stderr the verdict line
+        assert (tmp_path / argv[argv.index("--output") + 1]).read_text().strip(), context
+        assert done.stderr.startswith("verdict: ") or "\nverdict: " in done.stderr, context
+    else:
+        assert done.stdout.strip(), context

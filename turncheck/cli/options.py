@@ -1,0 +1,193 @@
+"""The options every command shares, declared once, each in its help panel.
+
+The same name, default and meaning on every command that takes it (README "Options").
+Old spellings that CI scripts may still use stay as hidden aliases with a deprecation
+note (common.deprecated).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SERVERS = "Servers"
+CREDENTIALS = "Credentials"
+NETWORK = "Network and DNS"
+TLS = "TLS"
+OUTPUT = "Output"
+RELAY = "Relay check"
+GATES = "CI gates"
+MONITORING = "Monitoring"
+LOAD = "Load"
+NAT = "NAT tests"
+
+UrlsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="ICE server URLs (stun:, stuns:, turn:, turns:).",
+        show_default=False,
+        metavar="[URL]...",
+    ),
+]
+IceServersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ice-servers",
+        help="iceServers JSON (or a JavaScript object literal) from FILE, or - for stdin: "
+        '{"iceServers": [...]} or a bare list.',
+        metavar="FILE|-",
+        rich_help_panel=SERVERS,
+    ),
+]
+UsernameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--username",
+        "-u",
+        metavar="NAME",
+        envvar="TURNCHECK_USERNAME",
+        help="TURN username (or TURNCHECK_USERNAME).",
+        rich_help_panel=CREDENTIALS,
+    ),
+]
+CredentialOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--credential",
+        "-p",
+        metavar="PASSWORD",
+        envvar="TURNCHECK_CREDENTIAL",
+        help="TURN password (prefer TURNCHECK_CREDENTIAL: the command line is public).",
+        show_default=False,
+        show_envvar=False,
+        rich_help_panel=CREDENTIALS,
+    ),
+]
+SecretFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--secret-file",
+        help="coturn static-auth-secret file (or TURNCHECK_SECRET): mint TURN REST credentials.",
+        metavar="FILE",
+        rich_help_panel=CREDENTIALS,
+    ),
+]
+RestUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rest-user",
+        metavar="NAME",
+        help="The user part of minted REST usernames (<expiry>:<rest-user>).",
+        rich_help_panel=CREDENTIALS,
+    ),
+]
+OldUserOpt = Annotated[str | None, typer.Option("--user", hidden=True)]
+TtlOpt = Annotated[
+    int,
+    typer.Option(
+        "--ttl",
+        help="Lifetime in seconds of minted REST credentials.",
+        metavar="SECONDS",
+        rich_help_panel=CREDENTIALS,
+    ),
+]
+SecretOpt = Annotated[str | None, typer.Option("--secret", hidden=True)]
+TransportOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--transport",
+        help="Comma list of udp,tcp,tls for URLs that do not name their transport (then every "
+        "check gates the exit code).",
+        metavar="udp,tcp,tls",
+        rich_help_panel=SERVERS,
+    ),
+]
+DnsServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dns-server",
+        help="Send every DNS query to this server.",
+        metavar="IP[:PORT]",
+        rich_help_panel=NETWORK,
+    ),
+]
+Ipv4Opt = Annotated[
+    bool, typer.Option("-4", "--ipv4", help="IPv4 addresses only.", rich_help_panel=NETWORK)
+]
+Ipv6Opt = Annotated[
+    bool, typer.Option("-6", "--ipv6", help="IPv6 addresses only.", rich_help_panel=NETWORK)
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        help="Seconds per check (UDP retransmits within it).",
+        metavar="SECONDS",
+        rich_help_panel=NETWORK,
+    ),
+]
+TIMEOUT_DEFAULT = 5.0
+CaFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-file",
+        help="Extra CA certificate(s) (PEM) for TLS.",
+        metavar="FILE",
+        rich_help_panel=TLS,
+    ),
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Do not verify TLS certificates (said in the output).",
+        rich_help_panel=TLS,
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="One JSON document (= --format json).", rich_help_panel=OUTPUT),
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write the output to FILE (atomically; - is stdout); the verdict line goes to stderr.",
+        metavar="FILE|-",
+        rich_help_panel=OUTPUT,
+    ),
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "-q",
+        "--quiet",
+        help="Only the verdict line (machine formats are never changed).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "-v", "--verbose", help="Trace every STUN/TURN message (stderr).", rich_help_panel=OUTPUT
+    ),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Print the plan; send no packet and no DNS query.", rich_help_panel=OUTPUT
+    ),
+]
+
+
+def format_opt(choices: tuple[str, ...]) -> object:
+    """--format with its choices shown in the help: [table|json|...]."""
+    return typer.Option(
+        "--format",
+        help="Output format.",
+        metavar="[" + "|".join(choices) + "]",
+        rich_help_panel=OUTPUT,
+    )
