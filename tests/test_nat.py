@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from tests.servers.coturn import Coturn
 from tests.servers.ports import free_port_block
 from turncheck import stun
@@ -144,3 +146,30 @@ def test_closed_port_nat_exit_1(cli) -> None:
     assert doc["classic"] == "unknown"
     assert "the server did not answer (connection refused" in doc["reasons"]["mapping"]
     assert "UDP blocked" not in result.out
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("raise", "pystun3 could not read the server's answer"),
+        ("none", "pystun3 gave no verdict"),
+    ],
+)
+def test_classic_check_speaks_in_words(monkeypatch, coturn, behaviour: str, expected: str) -> None:
+    """pystun3's exceptions and None never reach the user as Python values."""
+    import asyncio
+
+    import stun as pystun3
+
+    from turncheck.nat import classic_check
+
+    def fake(*args: object, **kwargs: object) -> tuple[object, object]:
+        if behaviour == "raise":
+            raise ValueError("invalid literal for int() with base 16: ''")
+        return None, None
+
+    monkeypatch.setattr(pystun3, "get_nat_type", fake)
+    check = asyncio.run(classic_check(("127.0.0.1", coturn.port), "open internet"))
+    assert check["classic"] is None and check["note"].startswith(expected)
+    assert "invalid literal" not in check["note"] and "None" not in check["note"]
+    assert check["nat_type"] is None
