@@ -41,7 +41,7 @@ def test_without_rfc5780_two_servers_are_compared(cli, coturn_factory) -> None:
     doc = one.json()
     assert doc["method"] is None
     assert doc["filtering"] is None
-    assert "no OTHER-ADDRESS" in doc["reasons"]["filtering"]
+    assert "neither OTHER-ADDRESS (RFC 5780) nor CHANGED-ADDRESS" in doc["reasons"]["filtering"]
     two = cli("nat", f"stun:127.0.0.1:{server.port}", f"stun:127.0.0.2:{server.port}", "--json")
     doc = two.json()
     assert doc["method"] == "two-servers"
@@ -173,3 +173,42 @@ def test_classic_check_speaks_in_words(monkeypatch, coturn, behaviour: str, expe
     assert check["classic"] is None and check["note"].startswith(expected)
     assert "invalid literal" not in check["note"] and "None" not in check["note"]
     assert check["nat_type"] is None
+
+
+def _binding(server: str, mapped: str, other: dict | None = None) -> object:
+    from turncheck.report import Candidate, CheckResult
+
+    ip, port = mapped.rsplit(":", 1)
+    details: dict = {"local_ip": "192.0.2.2"}
+    if other:
+        details["other_mapped"] = other
+    return CheckResult(
+        "stun:x",
+        "udp",
+        "stun",
+        server,
+        3478,
+        True,
+        candidates=(Candidate("srflx", ip, int(port), "udp"),),
+        details=details,
+        local="0.0.0.0:40000",
+    )
+
+
+def test_probe_nat_line_by_the_same_methods_as_nat() -> None:
+    from turncheck.nat import symmetric_from_bindings
+
+    alone = symmetric_from_bindings([_binding("203.0.113.2:3478", "203.0.113.1:5000")])
+    assert alone.symmetric is None and "RFC 3489 CHANGED-ADDRESS" in alone.basis
+    changed = symmetric_from_bindings(
+        [
+            _binding(
+                "203.0.113.2:3478",
+                "203.0.113.1:5000",
+                {"server": "203.0.113.3:3478", "mapped": "203.0.113.1:5001", "method": "rfc3489"},
+            )
+        ]
+    )
+    assert changed.symmetric is True and "RFC 3489 alternate address" in changed.basis
+    own = symmetric_from_bindings([_binding("203.0.113.2:3478", "192.0.2.2:40000")])
+    assert own.symmetric is False and own.basis.startswith("no NAT")

@@ -82,20 +82,22 @@ def test_json_has_the_documented_minimum_shape(cli, coturn: Coturn) -> None:
     assert check["url"] == f"turn:127.0.0.1:{coturn.port}?transport=udp"
     assert check["server"] == f"127.0.0.1:{coturn.port}"
     assert {"type", "address", "port", "protocol"} <= check["candidates"][0].keys()
-    # coturn with two listening IPs advertises OTHER-ADDRESS: the probe asks it too.
-    assert doc["nat"]["symmetric"] is False
-    assert "RFC 5780" in doc["nat"]["basis"]
+    # On loopback the server sees this host's own address: no NAT, as `turncheck nat` says.
+    assert doc["nat"] == {
+        "symmetric": False,
+        "basis": "no NAT: the server sees this host's own address",
+    }
     assert "s3cret" not in result.out
 
 
-def test_symmetric_line_is_unknown_with_one_plain_server(cli, coturn_factory) -> None:
+def test_probe_and_nat_agree_on_a_plain_server(cli, coturn_factory) -> None:
+    """One NAT method for both commands: no RFC 5780 here, and no NAT on loopback."""
     server = coturn_factory(extra=["no-rfc5780"], tls=False)
-    result = cli("probe", f"stun:127.0.0.1:{server.port}", "--transport", "udp", "--json")
-    assert result.json()["nat"] == {
-        "symmetric": None,
-        "basis": "only one server address answered over UDP "
-        "(and it gives no RFC 5780 other address)",
-    }
+    probe = cli("probe", f"stun:127.0.0.1:{server.port}", "--transport", "udp", "--json")
+    nat = cli("nat", f"stun:127.0.0.1:{server.port}", "--json")
+    assert probe.json()["nat"]["symmetric"] is False
+    assert nat.json()["symmetric"] is False
+    assert "no NAT" in probe.json()["nat"]["basis"]
 
 
 def test_table_output_has_rows_verdict_and_nat_line(cli, coturn: Coturn) -> None:
@@ -103,7 +105,7 @@ def test_table_output_has_rows_verdict_and_nat_line(cli, coturn: Coturn) -> None
     assert result.code == 0
     assert result.out.count(" ok ") == 4
     assert "all 4 checks passed" in result.out
-    assert "symmetric NAT: no (the same mapping 127.0.0.1:" in result.out
+    assert "symmetric NAT: no (no NAT: the server sees this host's own address)" in result.out
     assert "\x1b[" not in result.out  # NO_COLOR and not a TTY: plain text
 
 

@@ -6,6 +6,7 @@ import re
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,3 +192,26 @@ def test_no_relay_skips_the_relay_check(cli, coturn: Coturn) -> None:
     )
     assert result.code == 0
     assert turn_checks(result.json())[0]["relay_test"] is None
+
+
+def test_unsigned_channel_bind_success_is_named_and_bounded(cli, coturn_factory) -> None:
+    """A ChannelBind success without MESSAGE-INTEGRITY (one small server sends that) is
+    ignored as RFC 8489 §9.2.5 says, named in the table's note, and the relay check keeps to
+    --timeout + 2 s (plus the packets' sending time)."""
+    from tests.servers.proxy import strip_integrity, udp_delay_proxy
+
+    server = coturn_factory(tls=False)
+    with udp_delay_proxy(
+        ("127.0.0.1", server.port), delay=0.0, rewrite=strip_integrity(0x0109)
+    ) as proxy:
+        started = time.monotonic()
+        result = cli(
+            "probe", f"turn:127.0.0.1:{proxy.port}?transport=udp", *CREDS, "--timeout", "2"
+        )
+        elapsed = time.monotonic() - started
+    assert result.code == 0  # the indication path relays: a browser's relay works
+    assert elapsed < 2 + 2 + 1.0, elapsed
+    note = " ".join(result.out.split())
+    assert "relaying works over indication but not over channel" in note
+    assert "ChannelBind with a success without integrity" in note
+    assert "right server and port" not in note

@@ -23,9 +23,10 @@ from turncheck.errors import (
     RelayFailure,
     TlsFailure,
     TransactionTimeout,
+    UnprotectedAnswer,
 )
 from turncheck.explain import explain, rest_credential_failure
-from turncheck.relay import PATHS, RelayResult, RelaySettings, echo_between, echo_via_peer
+from turncheck.relay import RelayResult, RelaySettings, echo_between, echo_via_peer
 from turncheck.report import Candidate, CheckResult
 from turncheck.resolve import Endpoint
 from turncheck.transport import (
@@ -158,6 +159,8 @@ def cause_of(exc: BaseException) -> str:
         return "invalid" if exc.ignored else "timeout"
     if isinstance(exc, ConnectFailure):
         return "timeout-connect" if exc.kind == "timeout" else "connect"
+    if isinstance(exc, UnprotectedAnswer):
+        return "error" if exc.kind == "error" else "invalid"
     for kind, name in (
         (DnsFailure, "dns"),
         (TlsFailure, "tls"),
@@ -177,7 +180,12 @@ def failed(ep: Endpoint, kind: str, exc: BaseException, server: str | None = Non
     if server is not None:
         base["server"] = server
     inner = exc.failure if isinstance(exc, RedirectedFailure) else exc
-    details = {"phrase": inner.phrase} if isinstance(inner, ErrorResponse) else {}
+    details: dict[str, Any] = {}
+    if isinstance(inner, ErrorResponse | UnprotectedAnswer):
+        details["phrase"] = inner.phrase
+    software = getattr(inner, "software", None)
+    if software:
+        details["software"] = software
     return CheckResult(
         **base,
         ok=False,
@@ -302,16 +310,19 @@ async def _binding_on(
         local_ip = local_ip_towards(server)
         if local_ip is not None:
             details["local_ip"] = local_ip  # the browser drops a srflx equal to its host address
-    other = attrs.get("OTHER-ADDRESS")
+    from turncheck.nat import other_address
+
+    other, method = other_address(attrs)
     same_family = other is not None and (":" in str(other[0])) == (":" in server[0])
     if other is not None and same_family and isinstance(channel, UdpChannel):
-        # RFC 5780 mapping test II from the same socket: the symmetric-NAT line needs no
-        # second URL. It runs while the allocations run, so it costs no wall time.
+        # Mapping test II (RFC 5780, or RFC 3489's CHANGED-ADDRESS) from the same socket: the
+        # symmetric-NAT line needs no second URL, and it runs while the allocations run.
         seen = await _mapped_from(channel, (str(other[0]), server[1]), deadline, settings)
         if seen is not None:
             details["other_mapped"] = {
                 "server": fmt_address((str(other[0]), server[1])),
                 "mapped": seen,
+                "method": method,
             }
     srflx = Candidate(
         "srflx",
@@ -387,10 +398,12 @@ async def _relay_check(
 ) -> RelayResult:
     """Echo through allocation A: via a second allocation on the same server, or --peer."""
     loop = asyncio.get_running_loop()
-    budget = settings.timeout + len(PATHS) * (relay.count * relay.interval + relay.grace)
-    deadline = loop.time() + budget
+    # Requests (the second Allocate, permissions, channels) get --timeout; the echoes then
+    # their sending time and a grace: the relay check keeps to --timeout + 2 s + sending.
+    control = loop.time() + settings.timeout
+    deadline = control + 2 * relay.grace + relay.count * relay.interval
     if relay.peer is not None:
-        return await echo_via_peer(a, relay.peer, relay, deadline)
+        return await echo_via_peer(a, relay.peer, relay, deadline, control)
     peer_text = "a second allocation on the same server"
 
     def second_failed(exc: CheckFailure | Redirect) -> RelayResult:
@@ -402,10 +415,10 @@ async def _relay_check(
             b = allocation_on(ep, channel, server, settings)
             async with b:
                 try:
-                    await b.allocate(deadline)
+                    await b.allocate(control)
                 except (CheckFailure, Redirect) as exc:
                     return second_failed(exc)
-                return await echo_between(a, b, relay, deadline)
+                return await echo_between(a, b, relay, deadline, control)
     except CheckFailure as exc:  # the second control connection could not be opened
         return second_failed(exc)
 

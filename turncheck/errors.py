@@ -9,6 +9,7 @@
         ├── TlsFailure          handshake or certificate verification
         ├── TransactionTimeout  no acceptable answer before the deadline
         ├── ErrorResponse       the server answered with a STUN error code
+        ├── UnprotectedAnswer   only answers without MESSAGE-INTEGRITY to a signed request
         ├── AuthFailure         401 after a credentialed retry
         ├── ProtocolFailure     an answer that breaks the protocol (missing attribute, loop)
         ├── RedirectedFailure   the alternate server a 300 pointed to failed
@@ -85,19 +86,38 @@ class TransactionTimeout(CheckFailure):
 
 
 class ErrorResponse(CheckFailure):
-    def __init__(self, method: str, code: int, phrase: str) -> None:
+    def __init__(self, method: str, code: int, phrase: str, software: str | None = None) -> None:
         super().__init__(f"{method} error {code} {phrase}".rstrip())
         self.method = method
         self.code = code
         self.phrase = phrase
+        self.software = software  # the server's SOFTWARE, for hints worded for it
+
+
+class UnprotectedAnswer(CheckFailure):
+    """The only answers to an authenticated request lacked MESSAGE-INTEGRITY (RFC 8489
+    §9.2.5 says to ignore them). Not noise: pion answers a wrong password with an unsigned
+    400, some servers never sign their successes. kind: "error" or "success"."""
+
+    def __init__(
+        self, method: str, kind: str, code: int, phrase: str, software: str | None = None
+    ) -> None:
+        what = f"{code} {phrase}".strip() if kind == "error" else "success"
+        super().__init__(f"{method}: {what} without MESSAGE-INTEGRITY")
+        self.method = method
+        self.kind = kind
+        self.code = code
+        self.phrase = phrase
+        self.software = software
 
 
 class AuthFailure(CheckFailure):
-    def __init__(self, method: str, code: int, phrase: str) -> None:
+    def __init__(self, method: str, code: int, phrase: str, software: str | None = None) -> None:
         super().__init__(f"{method} rejected the credentials ({code} {phrase})".rstrip())
         self.method = method
         self.code = code
         self.phrase = phrase
+        self.software = software
 
 
 class ProtocolFailure(CheckFailure):

@@ -17,6 +17,7 @@ from turncheck.errors import (
     RelayFailure,
     TlsFailure,
     TransactionTimeout,
+    UnprotectedAnswer,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ STUN_CODES: dict[int, tuple[str, str]] = {
     ),
     403: (
         "the server forbids this (403 Forbidden)",
-        "check denied-peer-ip / allowed-peer-ip and the user's rights on the server",
+        "check the server's access rules for this user and client address",
     ),
     420: (
         "the server does not understand an attribute we sent (420 Unknown Attribute)",
@@ -76,12 +77,13 @@ STUN_CODES: dict[int, tuple[str, str]] = {
     443: ("peer address family mismatch (443)", "use a peer of the relay's address family"),
     486: (
         "this user has too many allocations (486 Allocation Quota Reached)",
-        "allocations may be leaking; wait for them to expire or raise user-quota on the server",
+        "allocations may be leaking; wait for them to expire or raise the server's "
+        "per-user allocation limit",
     ),
     500: ("the server had an internal error (500 Server Error)", "look at the TURN server's logs"),
     508: (
         "the server is out of relay capacity (508 Insufficient Capacity)",
-        "raise total-quota or the relay port range (min-port/max-port) on the server",
+        "raise the server's total allocation limit or widen its relay port range",
     ),
 }
 
@@ -89,13 +91,13 @@ STUN_CODES: dict[int, tuple[str, str]] = {
 METHOD_CODES: dict[tuple[str, int], tuple[str, str]] = {
     ("CreatePermission", 403): (
         "the server refuses to relay to that peer address (403 Forbidden)",
-        "check denied-peer-ip / allowed-peer-ip / loopback rules (allow-loopback-peers) "
-        "on the server",
+        "check the server's rules for peer addresses (coturn: denied-peer-ip / "
+        "allowed-peer-ip / allow-loopback-peers; ejabberd/eturnal: turn_blacklist)",
     ),
     ("ChannelBind", 403): (
         "the server refuses to bind a channel to that peer address (403 Forbidden)",
-        "check denied-peer-ip / allowed-peer-ip / loopback rules (allow-loopback-peers) "
-        "on the server",
+        "check the server's rules for peer addresses (coturn: denied-peer-ip / "
+        "allowed-peer-ip / allow-loopback-peers; ejabberd/eturnal: turn_blacklist)",
     ),
 }
 
@@ -192,6 +194,64 @@ _PROTOCOL = {
 }
 
 
+# -- the server in front of you ------------------------------------------------------------
+
+COTURN, PION, P1_STUN = "coturn", "pion", "p1_stun"
+
+
+def server_family(software: str | None) -> str | None:
+    """The TURN implementation a SOFTWARE attribute names (None: unknown or absent)."""
+    text = (software or "").lower()
+    if "coturn" in text or "rfc5766-turn-server" in text:
+        return COTURN
+    if "pion" in text:
+        return PION
+    if "p1 stun" in text or "p1_stun" in text or "ejabberd" in text or "eturnal" in text:
+        return P1_STUN
+    return None
+
+
+# Hints worded for the server in front of you: (family, method, code) → hint. The generic
+# hint in STUN_CODES/METHOD_CODES stands when the family is unknown.
+SERVER_HINTS: dict[tuple[str, str, int], str] = {
+    (COTURN, "Allocate", 403): "coturn refuses this client or user: check its allowed/denied "
+    "rules for client addresses and the user's realm in turnserver.conf",
+    (P1_STUN, "Allocate", 403): "ejabberd/eturnal refuses this client's own address: check "
+    "turn_blacklist (and turn_whitelist) of the ejabberd_stun listener",
+    (PION, "Allocate", 403): "the pion-based server's AuthHandler or policy refuses this "
+    "client: check the application built on pion/turn",
+    (COTURN, "Allocate", 486): "allocations may be leaking; wait for them to expire or raise "
+    "user-quota in turnserver.conf",
+    (P1_STUN, "Allocate", 486): "ejabberd/eturnal limits allocations per user "
+    "(turn_max_allocations, default 10): wait for leaked ones to expire or raise it",
+    (COTURN, "Allocate", 508): "raise total-quota or widen min-port..max-port in turnserver.conf",
+    (P1_STUN, "Allocate", 508): "widen turn_min_port..turn_max_port of the ejabberd_stun listener",
+    (COTURN, "CreatePermission", 403): "check denied-peer-ip / allowed-peer-ip and "
+    "allow-loopback-peers in turnserver.conf",
+    (COTURN, "ChannelBind", 403): "check denied-peer-ip / allowed-peer-ip and "
+    "allow-loopback-peers in turnserver.conf",
+    (P1_STUN, "CreatePermission", 403): "check turn_blacklist of the ejabberd_stun listener: it "
+    "also refuses peers",
+    (P1_STUN, "ChannelBind", 403): "check turn_blacklist of the ejabberd_stun listener: it also "
+    "refuses peers",
+    (PION, "CreatePermission", 403): "the pion-based server's PermissionHandler refuses this "
+    "peer address",
+    (PION, "ChannelBind", 403): "the pion-based server's PermissionHandler refuses this peer "
+    "address",
+    (COTURN, "Allocate", 401): "check -u/-p; with coturn's use-auth-secret the username is "
+    "<expiry>:<user> and the password an HMAC of it (--secret-file)",
+    (P1_STUN, "Allocate", 401): "check -u/-p: ejabberd/eturnal takes the account's password "
+    "(auth_type: user) or its shared secret (auth_type: secret)",
+}
+
+
+def _hint_for(software: str | None, method: str, code: int, generic: str) -> str:
+    family = server_family(software)
+    if family is None:
+        return generic
+    return SERVER_HINTS.get((family, method, code), generic)
+
+
 def explain(failure: BaseException, *, server: str = "") -> Explanation:
     """The reason and hint for one failure."""
     if isinstance(failure, DnsFailure):
@@ -226,8 +286,16 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
             failure.code,
             f"{failure.method}: wrong username or credential, or realm mismatch "
             f"({failure.code} {failure.phrase})".replace(" )", ")"),
-            "check -u/-p; with a shared secret (use-auth-secret) the username carries the expiry",
+            _hint_for(
+                failure.software,
+                failure.method,
+                failure.code,
+                "check -u/-p; with a shared secret (use-auth-secret) the username carries "
+                "the expiry",
+            ),
         )
+    if isinstance(failure, UnprotectedAnswer):
+        return _unprotected(failure)
     if isinstance(failure, ErrorResponse):
         meaning, hint = METHOD_CODES.get(
             (failure.method, failure.code),
@@ -239,6 +307,7 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
         # The server's own words, unless they only repeat the code's standard name.
         repeated = failure.phrase.lower() in meaning.lower()
         phrase = f": '{failure.phrase}'" if failure.phrase and not repeated else ""
+        hint = _hint_for(failure.software, failure.method, failure.code, hint)
         return Explanation(failure.code, f"{failure.method}: {meaning}{phrase}", hint)
     if isinstance(failure, ProtocolFailure):
         reason, hint = _PROTOCOL.get(failure.kind, _PROTOCOL["bad-answer"])
@@ -259,6 +328,34 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
         None,
         f"internal error: {type(failure).__name__}: {failure}",
         "this is a turncheck bug; please report it with the command line (not the secrets)",
+    )
+
+
+def _unprotected(failure: UnprotectedAnswer) -> Explanation:
+    """Unsigned answers to a signed request: ignored as RFC 8489 §9.2.5 says, and reported,
+    because they are what the server said."""
+    method = failure.method
+    if failure.kind == "error":
+        answer = f"{failure.code} {failure.phrase}".strip()
+        reason = f"the server answered {answer} without integrity to the authenticated {method}"
+        if method == "Allocate" and failure.code in (400, 401, 441):
+            return Explanation(
+                failure.code,
+                reason + ": servers built on pion answer a wrong username or password this way",
+                "check the credentials (-u/-p); a server that signs its errors would have said "
+                "401 (RFC 8489 §9.2.5)",
+            )
+        return Explanation(
+            failure.code,
+            reason + " (RFC 8489 §9.2.5 says to ignore it, and nothing else came)",
+            "the server does not sign its error answers; look at its logs for why it refused",
+        )
+    return Explanation(
+        None,
+        f"the server answered the authenticated {method} with a success without integrity "
+        "(RFC 8489 §9.2.5: such answers are ignored, so the request counts as unanswered)",
+        "the server does not sign its answers as RFC 8656 requires; report it to its "
+        "maintainers",
     )
 
 
@@ -384,15 +481,22 @@ def relay_notes(checks: Sequence[CheckResult]) -> tuple[str, ...]:
                 f"relay loss {stats.loss_pct:.0f} % ({stats.received} of {stats.sent} packets "
                 f"came back) on {where}: expect choppy media; check the path to the relay ports"
             )
-        failed = [name for name, value in relay.paths.items() if isinstance(value, Explanation)]
+        failed = {n: v for n, v in relay.paths.items() if isinstance(v, Explanation)}
         silent = [
             name
             for name, value in relay.paths.items()
             if not isinstance(value, Explanation) and value.received == 0
         ]
-        if failed or silent:
-            bad = ", ".join(failed + silent)
-            notes.append(f"{where}: relaying works over {stats.path} but not over {bad}")
+        for name, explanation in failed.items():
+            notes.append(
+                f"{where}: relaying works over {stats.path} but not over {name}: "
+                f"{explanation.reason} (hint: {explanation.hint})"
+            )
+        if silent:
+            notes.append(
+                f"{where}: relaying works over {stats.path} but not over "
+                f"{', '.join(silent)}: nothing came back on that path"
+            )
     return tuple(notes)
 
 

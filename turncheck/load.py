@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turncheck.checks import CheckSettings, allocation_on, open_channel
-from turncheck.errors import CheckFailure, InputError
+from turncheck.errors import CheckFailure, InputError, TransactionTimeout, UnprotectedAnswer
 from turncheck.explain import explain
 from turncheck.resolve import Endpoint
 from turncheck.transport import Address, Channel
@@ -129,7 +129,13 @@ class Tally:
 
 
 def _reason_key(exc: BaseException) -> str:
-    """Failures grouped the way ops read them: '486 Allocation Quota Reached', 'timeout'..."""
+    """Failures grouped the way ops read them: '486 Allocation Quota Reached', 'timeout'...
+    with the cause when it is not overload: answers that had to be ignored are not loss."""
+    if isinstance(exc, UnprotectedAnswer):
+        what = f"{exc.code} {exc.phrase}".strip() if exc.kind == "error" else "success"
+        return f"{what} without integrity to {exc.method} (check the credentials)"
+    if isinstance(exc, TransactionTimeout) and exc.ignored:
+        return f"no valid answer to {exc.what} (ignored: {exc.ignored[0][:60]})"
     text = explain(exc)
     if text.code:
         return f"{text.code} " + text.reason.split(": ", 1)[-1].split(" (")[0]
@@ -173,9 +179,15 @@ class Fleet:
                 tally.delete_failed += 1
 
         await asyncio.gather(*(delete(a) for a in self.allocations), return_exceptions=True)
-        for stack in self._stacks:
-            with contextlib.suppress(Exception):
-                await stack.aclose()
+
+        async def close(stack: contextlib.AsyncExitStack) -> None:
+            async with gate:
+                with contextlib.suppress(Exception):
+                    await stack.aclose()
+
+        # Concurrently: a server that never sends TLS close_notify costs one short bound in
+        # all, not one per connection.
+        await asyncio.gather(*(close(s) for s in self._stacks), return_exceptions=True)
 
 
 async def run_load(

@@ -76,7 +76,7 @@ class NatReport:
     """The NAT discovery's findings; None fields carry their reason in `reasons`."""
 
     server: str | None
-    method: str | None  # rfc5780 | two-servers | None
+    method: str | None  # rfc5780 | rfc3489 | two-servers | None
     mapping: str | None
     filtering: str | None
     classic: str
@@ -134,6 +134,7 @@ class _Reply:
     mapped: Address
     other: Address | None
     plain_mapped: Address | None
+    other_method: str | None = None  # rfc5780 (OTHER-ADDRESS) | rfc3489 (CHANGED-ADDRESS)
 
 
 def classic_name(
@@ -187,13 +188,25 @@ async def _binding(
     mapped = attrs.get("XOR-MAPPED-ADDRESS") or attrs.get("MAPPED-ADDRESS")
     if answer.message.message_class != stun.Class.RESPONSE or mapped is None:
         return None
-    other = attrs.get("OTHER-ADDRESS") or attrs.get("CHANGED-ADDRESS")
+    other, method = other_address(attrs)
     plain = attrs.get("MAPPED-ADDRESS")
     return _Reply(
         (str(mapped[0]), int(mapped[1])),
-        (str(other[0]), int(other[1])) if other else None,
+        other,
         (str(plain[0]), int(plain[1])) if plain and "XOR-MAPPED-ADDRESS" in attrs else None,
+        method,
     )
+
+
+def other_address(attrs: dict[str, Any]) -> tuple[Address | None, str | None]:
+    """The server's alternate address for the mapping tests, and which RFC named it: RFC
+    5780's OTHER-ADDRESS first, else RFC 3489's CHANGED-ADDRESS (one method for probe and
+    nat)."""
+    for name, method in (("OTHER-ADDRESS", "rfc5780"), ("CHANGED-ADDRESS", "rfc3489")):
+        value = attrs.get(name)
+        if value:
+            return (str(value[0]), int(value[1])), method
+    return None, None
 
 
 async def discover(
@@ -275,13 +288,13 @@ async def discover(
                 mapping_sock, filtering_sock, primary, first, policy, timeout, filter_timeout
             )
             mapping, filtering, reasons, more = report
-            method: str | None = "rfc5780"
+            method: str | None = first.other_method
         else:
             mapping, reasons, more = _two_servers(answered)
             filtering = None
             reasons["filtering"] = (
-                f"{fmt_address(primary)} gives no OTHER-ADDRESS (no RFC 5780): "
-                "filtering cannot be tested"
+                f"{fmt_address(primary)} gives neither OTHER-ADDRESS (RFC 5780) nor "
+                "CHANGED-ADDRESS (RFC 3489): filtering cannot be tested"
             )
             method = "two-servers" if len({s for s, _ in answered}) > 1 else None
         if behind_nat is False:
@@ -427,9 +440,9 @@ def _two_servers(
     reasons: dict[str, str] = {}
     if len(answered) < 2:
         reasons["mapping"] = (
-            f"{fmt_address(answered[0][0])} gives no OTHER-ADDRESS (no RFC 5780) "
-            "and no second server "
-            "address answered: give a second STUN server"
+            f"{fmt_address(answered[0][0])} gives neither OTHER-ADDRESS (RFC 5780) nor "
+            "CHANGED-ADDRESS (RFC 3489), and no second server address answered: give a "
+            "second STUN server"
         )
         return None, reasons, []
     mapped = {r.mapped for _, r in answered}
@@ -462,14 +475,15 @@ def _unknown(server: str | None, why: str) -> NatReport:
 
 
 def symmetric_from_bindings(results: Iterable[CheckResult]) -> NatVerdict:
-    """The probe's line: mapped addresses one local UDP socket got from different servers.
+    """The probe's line, by nat's method: a server's alternate address (RFC 5780
+    OTHER-ADDRESS, else RFC 3489 CHANGED-ADDRESS) or two server addresses seen from one
+    local UDP socket; a mapping equal to this host's own address means no NAT.
 
     A symmetric (address-dependent) mapping gives a socket a new public port per
-    destination (RFC 4787 §4.1); an endpoint-independent one keeps it. A server's
-    RFC 5780 other address, asked by the probe, counts as a second server.
+    destination (RFC 4787 §4.1); an endpoint-independent one keeps it.
     """
     seen: dict[str, dict[str, str]] = {}  # local socket → server → mapped
-    via_other: set[str] = set()
+    via_other: dict[str, str] = {}  # server → rfc5780 | rfc3489
     usable = [
         r
         for r in results
@@ -483,20 +497,29 @@ def symmetric_from_bindings(results: Iterable[CheckResult]) -> NatVerdict:
         other = result.details.get("other_mapped")
         if other and result.local and other["server"] not in seen.get(result.local, {}):
             seen.setdefault(result.local, {})[other["server"]] = other["mapped"]
-            via_other.add(other["server"])
+            via_other[other["server"]] = other.get("method", "rfc5780")
     if not seen:
         return NatVerdict(None, "no STUN server answered over UDP")
+    for result in usable:
+        srflx = result.candidate("srflx")
+        local_ip = result.details.get("local_ip")
+        if srflx is not None and local_ip and result.local:
+            own = f"{local_ip}:{result.local.rsplit(':', 1)[1]}"
+            if srflx.hostport == own or srflx.hostport == f"[{local_ip}]:{own.rsplit(':', 1)[1]}":
+                return NatVerdict(False, "no NAT: the server sees this host's own address")
     servers = max(seen.values(), key=len)
     if len(servers) < 2:
         return NatVerdict(
             None,
-            "only one server address answered over UDP (and it gives no RFC 5780 other address)",
+            "only one server address answered over UDP (and it gives no RFC 5780 "
+            "OTHER-ADDRESS or RFC 3489 CHANGED-ADDRESS)",
         )
-    rfc5780 = bool(via_other & servers.keys())
-    note = " (one is a server's RFC 5780 other address)" if rfc5780 else ""
+    methods = {via_other[s] for s in servers if s in via_other}
+    rfc = "RFC 3489" if methods == {"rfc3489"} else "RFC 5780" if methods else ""
+    note = f" (one is a server's {rfc} alternate address)" if rfc else ""
     mapped = set(servers.values())
     if len(mapped) == 1:
-        how = "addresses, RFC 5780" if rfc5780 else "server addresses"
+        how = f"addresses, {rfc}" if rfc else "server addresses"
         return NatVerdict(False, f"the same mapping {mapped.pop()} from {len(servers)} {how}")
     pairs = ", ".join(f"{server} saw {addr}" for server, addr in sorted(servers.items()))
     return NatVerdict(True, f"the mapping changes with the destination{note}: {pairs}")
@@ -571,6 +594,14 @@ async def classic_check(
     note = None
     if classic is None:
         note = "pystun3 gave no verdict"
+    elif classic == "UDP blocked" and ours != "UDP blocked":
+        # pystun3 sends RFC 3489 requests without the magic cookie; answering them is
+        # optional (RFC 8489 §12) and pion does not: the server is the cause, not the NAT.
+        note = (
+            "the server does not answer RFC 3489 requests (without the magic cookie; RFC 8489 "
+            "§12 makes that optional, and pion-based servers ignore them), so pystun3 heard "
+            "nothing: its 'UDP blocked' says nothing about this network"
+        )
     elif not agrees:
         note = (
             f"pystun3 says {classic}, turncheck says {ours}: pystun3 runs every test on one "

@@ -221,7 +221,11 @@ def _broken(peer_text: str) -> RelayFailure:
 
 
 async def echo_between(
-    a: Allocation, b: Allocation, settings: RelaySettings, deadline: float
+    a: Allocation,
+    b: Allocation,
+    settings: RelaySettings,
+    deadline: float,
+    control: float | None = None,
 ) -> RelayResult:
     """A sends to B's relayed address; B echoes each packet to A's by the path it came."""
     assert a.relayed is not None and b.relayed is not None
@@ -236,16 +240,17 @@ async def echo_between(
             b.send_indication(a_relay, payload)
 
     b.on_peer_data(at_b)
+    requests = deadline if control is None else min(control, deadline)
 
     async def permit() -> None:
         await asyncio.gather(
-            a.create_permission(b_relay[0], deadline), b.create_permission(a_relay[0], deadline)
+            a.create_permission(b_relay[0], requests), b.create_permission(a_relay[0], requests)
         )
 
     async def bind() -> None:
         await asyncio.gather(
-            a.channel_bind(FIRST_CHANNEL, b_relay, deadline),
-            b.channel_bind(FIRST_CHANNEL, a_relay, deadline),
+            a.channel_bind(FIRST_CHANNEL, b_relay, requests),
+            b.channel_bind(FIRST_CHANNEL, a_relay, requests),
         )
 
     text = f"the second allocation {fmt_address(b_relay)}"
@@ -253,15 +258,20 @@ async def echo_between(
 
 
 async def echo_via_peer(
-    a: Allocation, peer: Address, settings: RelaySettings, deadline: float
+    a: Allocation,
+    peer: Address,
+    settings: RelaySettings,
+    deadline: float,
+    control: float | None = None,
 ) -> RelayResult:
     """Relay to an outside UDP echo peer (like turnutils_peer)."""
+    requests = deadline if control is None else min(control, deadline)
 
     async def permit() -> None:
-        await a.create_permission(peer[0], deadline)
+        await a.create_permission(peer[0], requests)
 
     async def bind() -> None:
-        await a.channel_bind(FIRST_CHANNEL, peer, deadline)
+        await a.channel_bind(FIRST_CHANNEL, peer, requests)
 
     return await _echo(a, peer, f"the peer {fmt_address(peer)}", permit, bind, settings, deadline)
 

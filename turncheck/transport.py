@@ -27,6 +27,7 @@ from turncheck.errors import (
     ProtocolFailure,
     TlsFailure,
     TransactionTimeout,
+    UnprotectedAnswer,
 )
 from turncheck.tlsinfo import CertInfo, parse_cert
 from turncheck.urls import fmt_address
@@ -37,7 +38,10 @@ Address = tuple[str, int]
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 _MAX_IGNORED_NOTES = 4
-_CLOSE_TIMEOUT = 1.0
+# How long a close waits for the peer's TLS close_notify before it aborts: pion never sends
+# one, and nothing of ours depends on it (every allocation is deleted before the close).
+_CLOSE_TIMEOUT = 0.1
+_UNSIGNED = "answer without MESSAGE-INTEGRITY to an authenticated request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,8 @@ class _Pending:
     future: asyncio.Future[tuple[stun.Message, Address, float]]
     ignored: list[str] = field(default_factory=list)
     ignored_count: int = 0
+    # Answers without MESSAGE-INTEGRITY to a signed request: (class, code, phrase, SOFTWARE).
+    unprotected: list[tuple[str, int, str, str | None]] = field(default_factory=list)
 
     def ignore(self, why: str) -> None:
         self.ignored_count += 1
@@ -201,6 +207,9 @@ class Channel:
                 if pending.future.done():
                     break
             if not pending.future.done():
+                if pending.unprotected:  # the only answers came unsigned: that is the finding
+                    method = stun.method_name(message.message_method)
+                    raise UnprotectedAnswer(method, *pending.unprotected[-1])
                 notes = pending.notes()
                 stuck = self.pending_notes()
                 raise TransactionTimeout(
@@ -254,6 +263,8 @@ class Channel:
         why = self._reject(pending, message, source)
         if why:
             pending.ignore(why)
+            if why == _UNSIGNED:
+                self._unprotected(pending, message)
             return
         if not pending.future.done():
             pending.future.set_result((message, source, time.monotonic()))
@@ -284,10 +295,26 @@ class Channel:
             )
             if not exempt:
                 if "MESSAGE-INTEGRITY" not in message.attributes:
-                    return "answer without MESSAGE-INTEGRITY to an authenticated request"
+                    return _UNSIGNED
                 if not message.check_message_integrity(pending.key):
                     return "answer with a bad MESSAGE-INTEGRITY"
         return None
+
+    def _unprotected(self, pending: _Pending, message: stun.Message) -> None:
+        """An unsigned answer to a signed request is ignored (RFC 8489 §9.2.5) but kept as
+        evidence. On a reliable transport it ends the transaction at once (§9.2.5: no
+        other answer can come); over UDP, once two sends drew one."""
+        code, phrase = stun.error_of(message)
+        kind = "error" if message.message_class == stun.Class.ERROR else "success"
+        software = message.attributes.get("SOFTWARE")
+        pending.unprotected.append(
+            (kind, code, phrase, stun.clean_text(software) if software else None)
+        )
+        if (self.reliable or len(pending.unprotected) >= 2) and not pending.future.done():
+            method = stun.method_name(pending.request.message_method)
+            failure = UnprotectedAnswer(method, *pending.unprotected[-1])
+            pending.future.set_exception(failure)
+            pending.future.exception()
 
     def _ignore_for(self, source: Address, why: str) -> None:
         # Attribute it to the transactions sent to that source; if none, to all (we cannot tell).

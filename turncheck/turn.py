@@ -15,7 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from turncheck import stun
-from turncheck.errors import AuthFailure, CheckFailure, ErrorResponse, ProtocolFailure
+from turncheck.errors import (
+    AuthFailure,
+    CheckFailure,
+    ErrorResponse,
+    ProtocolFailure,
+    UnprotectedAnswer,
+)
 from turncheck.transport import Address, Answer, Channel, RetryPolicy
 
 DELETE_TIMEOUT = 2.0  # seconds allowed for Refresh(0), whatever the check's deadline
@@ -170,7 +176,12 @@ class Allocation:
             message = stun.Message(method, stun.Class.REQUEST, attributes=dict(attributes))
             if mark_allocated:
                 self._maybe_allocated = True
-            answer = await self._send(message, deadline, signed=True, what=self._what(name))
+            try:
+                answer = await self._send(message, deadline, signed=True, what=self._what(name))
+            except UnprotectedAnswer as exc:
+                if mark_allocated and exc.kind == "error":
+                    self._maybe_allocated = False  # an error: no allocation (RFC 8656 §7.3)
+                raise
             response = answer.message
             if response.message_class == stun.Class.RESPONSE:
                 return response
@@ -178,11 +189,15 @@ class Allocation:
             if code == 438 and attempt == 0:
                 self._learn_challenge(response)
                 continue
+            if mark_allocated:
+                # RFC 8656 §7.3: no allocation exists after an error response to Allocate.
+                self._maybe_allocated = False
             if code == 300:
                 raise Redirect(alternate_of(response))
+            software = _software(response)
             if code in (401, 441):
-                raise AuthFailure(name, code, phrase)
-            raise ErrorResponse(name, code, phrase)
+                raise AuthFailure(name, code, phrase, software)
+            raise ErrorResponse(name, code, phrase, software)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def allocate(self, deadline: float) -> None:
@@ -200,10 +215,10 @@ class Allocation:
             if code == 300:
                 raise Redirect(alternate_of(response))
             if code != 401:
-                raise ErrorResponse("Allocate", code, phrase)
+                raise ErrorResponse("Allocate", code, phrase, _software(response))
             self._learn_challenge(response)
             if self.credentials is None:
-                raise AuthFailure("Allocate", code, phrase)
+                raise AuthFailure("Allocate", code, phrase, _software(response))
             response = await self.authed(stun.Method.ALLOCATE, attrs, deadline, mark_allocated=True)
         else:
             self._maybe_allocated = True
@@ -250,6 +265,11 @@ class Allocation:
             await self._send(message, loop.time() + DELETE_TIMEOUT, signed=False, what="Refresh")
             return True
         return False
+
+
+def _software(message: stun.Message) -> str | None:
+    software = message.attributes.get("SOFTWARE")
+    return stun.clean_text(software) if software else None
 
 
 def alternate_of(response: stun.Message) -> Address:

@@ -1,4 +1,4 @@
-"""pytest plugin with real-server lab fixtures (coturn, dnsmasq, a TLS CA).
+"""pytest plugin with real-server lab fixtures (coturn, dnsmasq, pion/turn, ejabberd, a TLS CA).
 
 Load it from the top-level conftest with::
 
@@ -21,13 +21,20 @@ import pytest
 
 from .coturn import Coturn, running_coturn
 from .dnsmasq import DnsServer, running_dnsmasq
+from .ejabberd import Ejabberd, ejabberd_missing, running_ejabberd
+from .pion import PionBinaries, PionServer, build_pion, pion_missing, running_pion
 
 __all__ = [
     "ca_file",
     "coturn",
     "coturn_factory",
     "dns_server",
+    "ejabberd",
+    "ejabberd_factory",
     "lab_unavailable",
+    "pion_binaries",
+    "pion_factory",
+    "pion_servers",
     "require_root",
     "require_tool",
     "tls_ca",
@@ -133,5 +140,96 @@ def dns_server(tmp_path) -> Iterator[Callable[..., DnsServer]]:
             counter += 1
             workdir = kwargs.pop("workdir", None) or tmp_path / f"dnsmasq{counter}"
             return stack.enter_context(running_dnsmasq(Path(workdir), **kwargs))
+
+        yield make
+
+
+# ------------------------------------------------------------------ pion/turn
+
+
+@pytest.fixture(scope="session")
+def pion_binaries(tmp_path_factory) -> PionBinaries:
+    """pion/turn's example servers (simple, tcp, tls, perm-filter), built once per
+    session from Debian's source with Debian's go, offline, bound to 127.0.0.1."""
+    why = pion_missing()
+    if why is not None:
+        lab_unavailable(why)
+    return build_pion(tmp_path_factory.mktemp("pion-build"))
+
+
+@pytest.fixture(scope="session")
+def pion_servers(pion_binaries, tls_ca, tmp_path_factory) -> Iterator[dict[str, PionServer]]:
+    """Shared pion servers, one per kind: {"udp": ..., "tcp": ..., "tls": ...}, each on
+    127.0.0.1:<its own port>, user alice:s3cret, realm turncheck.test; the TLS one has a
+    leaf of tls_ca (use ca_file).  pion has no quota; delete the allocations you make."""
+    with ExitStack() as stack:
+        servers = {
+            kind: stack.enter_context(
+                running_pion(
+                    tmp_path_factory.mktemp(f"pion-{kind}"),
+                    kind,
+                    binaries=pion_binaries,
+                    ca=tls_ca,
+                )
+            )
+            for kind in ("udp", "tcp", "tls")
+        }
+        yield servers
+
+
+@pytest.fixture
+def pion_factory(pion_binaries, tls_ca, tmp_path) -> Iterator[Callable[..., PionServer]]:
+    """``make(kind="udp", **kwargs) -> PionServer``: start private pion servers (kinds
+    udp, tcp, tls, perm-filter; kwargs as for :func:`running_pion`, ``ca`` defaults to
+    tls_ca).  Starting one takes ~10 ms.  All are stopped at teardown."""
+    counter = 0
+    with ExitStack() as stack:
+
+        def make(kind: str = "udp", **kwargs) -> PionServer:
+            nonlocal counter
+            counter += 1
+            workdir = kwargs.pop("workdir", None) or tmp_path / f"pion{counter}"
+            kwargs.setdefault("ca", tls_ca)
+            return stack.enter_context(
+                running_pion(Path(workdir), kind, binaries=pion_binaries, **kwargs)
+            )
+
+        yield make
+
+
+# ------------------------------------------------------------------- ejabberd
+
+
+def _require_ejabberd() -> None:
+    why = ejabberd_missing()
+    if why is not None:
+        lab_unavailable(why)
+
+
+@pytest.fixture(scope="session")
+def ejabberd(tls_ca, tmp_path_factory) -> Iterator[Ejabberd]:
+    """Shared ejabberd (23.01, ejabberd_stun = p1_stun): UDP and TCP on .port, TLS on
+    .tls_port (leaf of tls_ca), user alice:s3cret, realm turncheck.test, no
+    turn_blacklist.  Heavy (~2-3 s to start and register): once per session."""
+    _require_ejabberd()
+    with running_ejabberd(tmp_path_factory.mktemp("ejabberd"), ca=tls_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def ejabberd_factory(tls_ca, tmp_path) -> Iterator[Callable[..., Ejabberd]]:
+    """``make(**kwargs) -> Ejabberd``: extra ejabberd servers (kwargs as for
+    :func:`running_ejabberd`, e.g. turn_blacklist=["127.0.0.1/8"]; ``ca`` defaults to
+    tls_ca).  ~2-3 s each.  All are stopped at teardown."""
+    _require_ejabberd()
+    counter = 0
+    with ExitStack() as stack:
+
+        def make(**kwargs) -> Ejabberd:
+            nonlocal counter
+            counter += 1
+            workdir = kwargs.pop("workdir", None) or tmp_path / f"ejabberd{counter}"
+            kwargs.setdefault("ca", tls_ca)
+            return stack.enter_context(running_ejabberd(Path(workdir), **kwargs))
 
         yield make

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,17 +23,25 @@ class UdpDelayProxy:
     upstream: tuple[str, int]
     delay: float
     forwarded: int = 0
+    rewrite: Callable[[bytes], bytes] | None = None  # applied to the server's answers
 
 
 class _Upstream(asyncio.DatagramProtocol):
     def __init__(
-        self, front: asyncio.DatagramTransport, client: tuple[str, int], delay: float
+        self,
+        front: asyncio.DatagramTransport,
+        client: tuple[str, int],
+        delay: float,
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.front = front
         self.client = client
         self.delay = delay
+        self.rewrite = rewrite
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.rewrite is not None:
+            data = self.rewrite(data)
         loop = asyncio.get_running_loop()
         loop.call_later(self.delay, self.front.sendto, data, self.client)
 
@@ -54,7 +63,9 @@ class _Front(asyncio.DatagramProtocol):
         if client not in self.upstreams:
             loop = asyncio.get_running_loop()
             up, _ = await loop.create_datagram_endpoint(
-                lambda: _Upstream(self.transport, client, self.proxy.delay),  # type: ignore[arg-type]
+                lambda: _Upstream(  # type: ignore[arg-type]
+                    self.transport, client, self.proxy.delay, self.proxy.rewrite
+                ),
                 remote_addr=self.proxy.upstream,
             )
             self.upstreams[client] = up
@@ -64,13 +75,17 @@ class _Front(asyncio.DatagramProtocol):
 
 @contextmanager
 def udp_delay_proxy(
-    upstream: tuple[str, int], delay: float, host: str = "127.0.0.1"
+    upstream: tuple[str, int],
+    delay: float,
+    host: str = "127.0.0.1",
+    rewrite: Callable[[bytes], bytes] | None = None,
 ) -> Iterator[UdpDelayProxy]:
-    """Forward datagrams to `upstream`; answers come back `delay` seconds late."""
+    """Forward datagrams to `upstream`; answers come back `delay` seconds late (and
+    rewritten by `rewrite`, for what no real server does on purpose)."""
     loop = asyncio.new_event_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((host, 0))
-    proxy = UdpDelayProxy(host, sock.getsockname()[1], upstream, delay)
+    proxy = UdpDelayProxy(host, sock.getsockname()[1], upstream, delay, rewrite=rewrite)
     front = _Front(proxy)
     ready = threading.Event()
 
@@ -97,3 +112,23 @@ def udp_delay_proxy(
         loop.call_soon_threadsafe(stop)
         thread.join(5)
         loop.close()
+
+
+def strip_integrity(message_type: int) -> Callable[[bytes], bytes]:
+    """A rewrite that removes MESSAGE-INTEGRITY (and what follows it: FINGERPRINT) from
+    STUN messages of one type, e.g. 0x0109 ChannelBind success: an unsigned answer."""
+
+    def rewrite(data: bytes) -> bytes:
+        if len(data) < 20 or struct.unpack_from("!H", data, 0)[0] != message_type:
+            return data
+        pos, kept = 20, bytearray()
+        while pos + 4 <= len(data):
+            kind, length = struct.unpack_from("!HH", data, pos)
+            end = pos + 4 + length + (-length % 4)
+            if kind == 0x0008:  # MESSAGE-INTEGRITY: it and everything after it go
+                break
+            kept += data[pos:end]
+            pos = end
+        return data[:2] + struct.pack("!H", len(kept)) + data[4:20] + bytes(kept)
+
+    return rewrite
