@@ -222,8 +222,8 @@ SERVER_HINTS: dict[tuple[str, str, int], str] = {
     "client: check the application built on pion/turn",
     (COTURN, "Allocate", 486): "allocations may be leaking; wait for them to expire or raise "
     "user-quota in turnserver.conf",
-    (P1_STUN, "Allocate", 486): "ejabberd/eturnal limits allocations per user "
-    "(turn_max_allocations, default 10): wait for leaked ones to expire or raise it",
+    (P1_STUN, "Allocate", 486): "ejabberd/eturnal limits allocations per user with "
+    "turn_max_allocations: wait for leaked ones to expire, or raise it",
     (COTURN, "Allocate", 508): "raise total-quota or widen min-port..max-port in turnserver.conf",
     (P1_STUN, "Allocate", 508): "widen turn_min_port..turn_max_port of the ejabberd_stun listener",
     (COTURN, "CreatePermission", 403): "check denied-peer-ip / allowed-peer-ip and "
@@ -281,6 +281,16 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
         else:
             hint = "the server or a firewall drops our requests; check the port and the server"
         return Explanation(None, reason, hint)
+    if isinstance(failure, AuthFailure) and failure.method != "Allocate":
+        # The allocation's credentials worked a moment ago: a 401 here is a refusal.
+        return Explanation(
+            failure.code,
+            f"{failure.method}: the server refused it with {failure.code} {failure.phrase} "
+            "although the allocation's credentials work: it refuses this peer address "
+            "(pion's permission filter answers this way)".replace("  ", " "),
+            "check the server's rules for peer addresses (a pion-based server: its "
+            "PermissionHandler)",
+        )
     if isinstance(failure, AuthFailure):
         return Explanation(
             failure.code,
@@ -297,12 +307,17 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
     if isinstance(failure, UnprotectedAnswer):
         return _unprotected(failure)
     if isinstance(failure, ErrorResponse):
+        fallback = (
+            (f"the server answered error {failure.code}", "look at the server's logs")
+            if failure.code
+            else (
+                "the server answered with an error without ERROR-CODE (it does not say why)",
+                "look at the server's logs; a pion-based server's permission filter refuses "
+                "peers this way",
+            )
+        )
         meaning, hint = METHOD_CODES.get(
-            (failure.method, failure.code),
-            STUN_CODES.get(
-                failure.code,
-                (f"the server answered error {failure.code}", "look at the server's logs"),
-            ),
+            (failure.method, failure.code), STUN_CODES.get(failure.code, fallback)
         )
         # The server's own words, unless they only repeat the code's standard name.
         repeated = failure.phrase.lower() in meaning.lower()
@@ -354,8 +369,7 @@ def _unprotected(failure: UnprotectedAnswer) -> Explanation:
         None,
         f"the server answered the authenticated {method} with a success without integrity "
         "(RFC 8489 §9.2.5: such answers are ignored, so the request counts as unanswered)",
-        "the server does not sign its answers as RFC 8656 requires; report it to its "
-        "maintainers",
+        "the server does not sign its answers as RFC 8656 requires; report it to its maintainers",
     )
 
 
