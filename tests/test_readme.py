@@ -75,6 +75,9 @@ def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) 
         command,
     )
     argv = shlex.split(command)
+    if argv[1] == "serve":  # long-running: its config (the README's own) is checked instead
+        argv = [a.replace("/etc/turncheck/turncheck.yml", "turncheck.yml") for a in argv]
+        argv.append("--check-config")
     has_url = any(":" in a and not a.startswith("-") for a in argv)
     if argv[1] in ("probe", "nat") and not has_url and "--ice-servers" not in argv:
         argv.append(f"stun:127.0.0.1:{server.port}")
@@ -101,6 +104,13 @@ def test_readme_example_runs(
     }
     for name in ("ice.json", "staging.json"):
         (tmp_path / name).write_text(json.dumps(config))
+    serve_config = re.search(r"```yaml\n(# turncheck.yml\n.*?)```", README.read_text(), re.S)
+    assert serve_config is not None
+    (tmp_path / "turncheck.yml").write_text(
+        serve_config.group(1).replace("/etc/turncheck/", f"{tmp_path}/")
+    )
+    for name in ("alice.cred", "ca.pem", "turn-secret"):
+        (tmp_path / name).write_text("x\n")
     with udp_echo_peer() as peer:
         argv = _rewrite(command, coturn, rest, peer)
         stdin = None

@@ -30,6 +30,15 @@ FIRST_CHANNEL = 0x4000  # RFC 8656 §12: channel numbers 0x4000-0x4FFF
 # (peer address, payload, path): path is "channel" (ChannelData) or "indication" (Data).
 PeerDataHandler = Callable[[Address, bytes, str], None]
 
+# Who wants to know about allocations: "created", "deleted", "delete_failed" (the exporter's
+# own metrics). Called on the event loop; must not raise.
+observers: list[Callable[[str], None]] = []
+
+
+def _notify(event: str) -> None:
+    for observer in observers:
+        observer(event)
+
 
 class Redirect(Exception):
     """300 Try Alternate: the caller reconnects to `alternate` (RFC 8489 §10)."""
@@ -228,6 +237,7 @@ class Allocation:
                 "missing-attribute", "the Allocate success response has no XOR-RELAYED-ADDRESS"
             )
         self.relayed = (str(relayed[0]), int(relayed[1]))
+        _notify("created")
         mapped = response.attributes.get("XOR-MAPPED-ADDRESS")
         self.mapped = (str(mapped[0]), int(mapped[1])) if mapped else None
         self.lifetime = response.attributes.get("LIFETIME")
@@ -246,6 +256,7 @@ class Allocation:
         if self.key is None:
             # An allocation made without authentication is deleted unauthenticated.
             self.deleted = await self._delete_unsigned()
+            _notify("deleted" if self.deleted else "delete_failed")
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DELETE_TIMEOUT
@@ -257,6 +268,8 @@ class Allocation:
             self.deleted = exc.code == 437
         except (CheckFailure, Redirect):
             self.deleted = False
+        if self.relayed is not None:
+            _notify("deleted" if self.deleted else "delete_failed")
 
     async def _delete_unsigned(self) -> bool:
         loop = asyncio.get_running_loop()

@@ -58,6 +58,7 @@ from turncheck.cli import creds as _creds  # noqa: E402,F401
 from turncheck.cli import load as _load  # noqa: E402,F401
 from turncheck.cli import nat as _nat  # noqa: E402,F401
 from turncheck.cli import probe as _probe  # noqa: E402,F401
+from turncheck.cli import serve as _serve  # noqa: E402,F401
 
 # SIGTERM (CI job timeouts, systemd, kill) and SIGHUP (a closed terminal) end a run like
 # Ctrl-C: the handler re-raises them as SIGINT, which asyncio turns into cancelling the
@@ -89,6 +90,11 @@ def _interrupted() -> int:
     return ExitStatus.INTERRUPTED
 
 
+def _wants_nagios(args: list[str]) -> bool:
+    joined = " ".join(args)
+    return "--format nagios" in joined or "--format=nagios" in joined
+
+
 def _error_line(message: str) -> None:
     sys.stderr.write(f"turncheck: error: {message}\n")
 
@@ -101,9 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     _received.clear()
     _pending.clear()
     _install_signals()
+    nagios = _wants_nagios(args)
     try:
         result = app(args=args, prog_name="turncheck", standalone_mode=False)
     except InputError as exc:
+        if nagios:  # the Nagios plugin rules: bad input is UNKNOWN (3), said on stdout
+            from turncheck.render.nagios import unknown
+
+            sys.stdout.write(unknown(str(exc)))
+            return 3
         _error_line(str(exc))
         return ExitStatus.INPUT_ERROR
     except click_exc.NoArgsIsHelpError:
@@ -113,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.ctx.command_path}" if exc.ctx else "turncheck"
         # click's "(Possible options: ...)" may offer hidden, deprecated spellings: drop it.
         message = re.sub(r"\s*\(Possible options?: [^)]*\)", "", exc.format_message())
+        if nagios:
+            from turncheck.render.nagios import unknown
+
+            sys.stdout.write(unknown(message))
+            return 3
         _error_line(f"{message[:1].lower()}{message[1:]} (see {where} --help)")
         return ExitStatus.INPUT_ERROR
     except click_exc.ClickException as exc:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from turncheck.checks import CheckSettings
     from turncheck.relay import RelaySettings
     from turncheck.resolve import Resolver
+    from turncheck.transport import Tracer
     from turncheck.urls import Transport
 
 T = TypeVar("T")
@@ -278,30 +279,29 @@ def prepare(
     relay: RelaySettings | None,
     verbose: bool,
 ) -> RunSetup:
-    import ssl
-
-    from turncheck.checks import CheckSettings, make_ssl_context
+    """The settings of a run from the command line's options (api.settings_for)."""
+    from turncheck.api import ProbeOptions, settings_for
 
     flush_warnings()
-    from turncheck.resolve import Resolver
-    from turncheck.urls import Transport
-
-    context = None
-    if Transport.TLS in transports:  # loading the trust store costs ~40 ms
-        try:
-            context = make_ssl_context(str(ca_file) if ca_file else None, insecure)
-        except (ssl.SSLError, OSError) as exc:
-            raise InputError(f"--ca-file '{ca_file}': not a usable PEM CA file ({exc})") from None
-    tracer = None
-    if verbose:
-        from turncheck.trace import Tracer
-
-        def to_stderr(line: str) -> None:
-            sys.stderr.write(line + "\n")
-
-        tracer = Tracer(to_stderr)
-    settings = CheckSettings(
-        timeout=timeout, ssl_context=context, insecure=insecure, relay=relay, tracer=tracer
+    options = ProbeOptions(
+        entries=(),
+        relay=relay,
+        timeout=timeout,
+        dns_server=dns_server,
+        families=fams,
+        ca_file=str(ca_file) if ca_file else None,
+        insecure=insecure,
+        tracer=stderr_tracer() if verbose else None,
     )
-    resolver = Resolver(dns_server, timeout=timeout, **({"families": fams} if fams else {}))
+    settings, resolver = settings_for(options, transports)
     return RunSetup(settings, resolver)
+
+
+def stderr_tracer() -> Tracer:
+    """-v: one line per STUN/TURN message on stderr."""
+    from turncheck.trace import Tracer as TraceWriter
+
+    def to_stderr(line: str) -> None:
+        sys.stderr.write(line + "\n")
+
+    return TraceWriter(to_stderr)

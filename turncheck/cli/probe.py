@@ -20,7 +20,6 @@ from turncheck.cli.common import (
     output_format_of,
     output_of,
     pick_credentials,
-    prepare,
     refuse_argv_secret,
     rest_user,
     run_with_progress,
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 
 from turncheck.cli import app
 
-FORMATS = ("table", "json", "junit", "prometheus")
+FORMATS = ("table", "json", "junit", "prometheus", "nagios")
 
 
 @app.command()
@@ -124,6 +123,42 @@ def probe(
             rich_help_panel=o.GATES,
         ),
     ] = None,
+    warning_rtt: Annotated[
+        float | None,
+        typer.Option(
+            "--warning-rtt",
+            help="Nagios: WARNING above this round trip.",
+            metavar="MS",
+            rich_help_panel=o.GATES,
+        ),
+    ] = None,
+    critical_rtt: Annotated[
+        float | None,
+        typer.Option(
+            "--critical-rtt",
+            help="Nagios: CRITICAL above this round trip.",
+            metavar="MS",
+            rich_help_panel=o.GATES,
+        ),
+    ] = None,
+    warning_loss: Annotated[
+        float | None,
+        typer.Option(
+            "--warning-loss",
+            help="Nagios: WARNING above this relay loss.",
+            metavar="PCT",
+            rich_help_panel=o.GATES,
+        ),
+    ] = None,
+    critical_loss: Annotated[
+        float | None,
+        typer.Option(
+            "--critical-loss",
+            help="Nagios: CRITICAL above this relay loss.",
+            metavar="PCT",
+            rich_help_panel=o.GATES,
+        ),
+    ] = None,
     repeat: Annotated[
         int | None,
         typer.Option(
@@ -162,7 +197,7 @@ def probe(
     spacing, between_rounds = intervals(interval, packet_interval, round_interval, repeat)
     if repeat is not None and not 1 <= repeat <= 100000:
         raise InputError(f"--repeat {repeat}: give 1 to 100000 rounds")
-    if repeat is not None and out.fmt in ("junit", "prometheus"):
+    if repeat is not None and out.fmt in ("junit", "prometheus", "nagios"):
         raise InputError(f"--repeat works with table and json output, not {out.fmt}")
     entries, relay_only, config_advice = server_entries(
         ctx,
@@ -183,22 +218,28 @@ def probe(
         )
     if dry_run:
         _dry_run(targets, server, out, config_advice)
-    run = prepare(
-        {t.transport for t in targets}, server, fams, timeout, ca_file, insecure, relay, verbose
+    from turncheck.api import ProbeOptions
+    from turncheck.api import run as run_api
+    from turncheck.cli.common import flush_warnings, stderr_tracer
+
+    flush_warnings()
+    options = ProbeOptions(
+        entries=tuple(entries),
+        transports=override,
+        relay=relay,
+        relay_only=relay_only,
+        requirements=gates,
+        timeout=timeout,
+        dns_server=server,
+        families=fams,
+        ca_file=str(ca_file) if ca_file else None,
+        insecure=insecure,
+        advice=config_advice,
+        tracer=stderr_tracer() if verbose else None,
     )
 
     async def one_round() -> Report:
-        from turncheck.probe import run_probe
-
-        return await run_probe(
-            targets,
-            run.resolver,
-            run.settings,
-            relay_only=relay_only,
-            advice=config_advice,
-            requirements=gates,
-            every_check=override is not None,
-        )
+        return await run_api(options)
 
     if repeat is not None:
         _repeat(repeat, between_rounds, one_round, out)
@@ -207,6 +248,16 @@ def probe(
         "probing: resolving, Binding, Allocate, relaying…",
         out.to_terminal_table and not quiet,
     )
+    if out.fmt == "nagios":
+        from turncheck.cli.common import emit
+        from turncheck.render.nagios import Thresholds
+        from turncheck.render.nagios import render as render_nagios
+
+        line, status = render_nagios(
+            report, Thresholds(warning_rtt, critical_rtt, warning_loss, critical_loss)
+        )
+        emit(line, out.path)
+        raise typer.Exit(status)
     out.deliver(report.verdict, lambda: render_report(report, out.fmt), _table(report))
     raise typer.Exit(ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED)
 

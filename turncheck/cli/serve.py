@@ -1,0 +1,58 @@
+"""turncheck serve: the Prometheus exporter (see turncheck/serve)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from turncheck.cli import app
+from turncheck.errors import InputError
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        str,
+        typer.Option(
+            "--config", "-c", help="The exporter's YAML config (modules).", metavar="FILE"
+        ),
+    ],
+    listen: Annotated[
+        str,
+        typer.Option("--listen", help="Address to serve HTTP on.", metavar="HOST:PORT"),
+    ] = "127.0.0.1:9731",
+    drain: Annotated[
+        float,
+        typer.Option(
+            "--drain", help="Seconds shutdown lets probes in flight finish.", metavar="SECONDS"
+        ),
+    ] = 10.0,
+    check_config: Annotated[
+        bool, typer.Option("--check-config", help="Validate the config and exit.")
+    ] = False,
+) -> None:
+    """Prometheus exporter: GET /probe?module=NAME&target=ICE-URL, as blackbox_exporter."""
+    import asyncio
+
+    from turncheck.serve.config import load_config
+
+    loaded = load_config(config)
+    host, port = _listen(listen)
+    if check_config:
+        print(f"{config}: {len(loaded.modules)} modules: {', '.join(sorted(loaded.modules))}")
+        raise typer.Exit(0)
+    from turncheck.serve.app import serve as run_server
+
+    try:
+        asyncio.run(run_server(loaded, host, port, drain))
+    except OSError as exc:
+        raise InputError(f"--listen {listen}: cannot listen there ({exc.strerror})") from None
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--listen {text}: give HOST:PORT")
+    return host, int(port)
