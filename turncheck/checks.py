@@ -484,7 +484,8 @@ def _allocation_result(
     }
     if allocation.software:
         details["software"] = str(allocation.software)
-    if allocation.credentials is not None:
+    if allocation.credentials is not None and " fetched from " not in ep.target.entry.origin:
+        # A fetched credential is the app's: used, never shown (its username included).
         details["username"] = allocation.credentials.username
     relay_failed = relay is not None and not relay.ok
     return CheckResult(

@@ -57,6 +57,12 @@ LAUNCH_TIMEOUT_MS = 30_000
 GUM_TIMEOUT_MS = 10_000
 CERTUTIL_TIMEOUT = 20.0
 FATAL_EXIT = 3
+JOB_KINDS = ("gather", "construct", "call")
+INTERNALS_URL = "chrome://webrtc-internals"
+STATS_WAIT_S = 4.0  # a call's dump waits this long at most for a stats poll after its end
+DRAIN_WAIT_S = 5.0  # ... and for webrtc-internals to drop the previous call's connections
+DUMP_TIMEOUT_MS = 10_000
+CALL_SLACK_S = 15.0  # per call job, on top of its cap: page, dump, close
 
 # Chromium keeps one value per switch (base::CommandLine: the last one wins), and
 # our --disable-features comes after Playwright's: so ours repeats the Playwright
@@ -173,6 +179,182 @@ async function gather(job, capMs) {
   pc.close();
   return out;
 }
+
+// -- "call" jobs: two RTCPeerConnections of this page talk to each other ----------
+
+let callStream = null;  // getUserMedia held for the calls (host candidates need it)
+
+window.holdMedia = async gumMs => {
+  const t0 = performance.now();
+  if (callStream) return {ok: true, held: true, elapsed_ms: 0};
+  try {
+    callStream = await Promise.race([
+      navigator.mediaDevices.getUserMedia({audio: true}),
+      sleep(gumMs).then(() => { throw new Error("getUserMedia timed out"); })]);
+    return {ok: true, tracks: callStream.getTracks().length,
+            elapsed_ms: performance.now() - t0};
+  } catch (e) {
+    return Object.assign({ok: false, elapsed_ms: performance.now() - t0}, errorOf(e));
+  }
+};
+
+window.releaseMedia = () => {
+  if (callStream) callStream.getTracks().forEach(t => t.stop());
+  callStream = null;
+};
+
+const CALL_MESSAGE = "turncheck ping";
+const CALL_REPLY = "turncheck pong";
+let livePeers = [];  // the peer connections of the call in progress
+
+async function selectedPair(pc) {
+  // What this side's getStats says about the selected candidate pair.
+  const report = await pc.getStats();
+  let transport = null;
+  report.forEach(s => { if (s.type === "transport" && !transport) transport = s; });
+  if (!transport || !transport.selectedCandidatePairId) return null;
+  const pair = report.get(transport.selectedCandidatePairId);
+  if (!pair) return null;
+  const cand = id => {
+    const c = report.get(id);
+    return c ? {id: c.id, candidateType: orNull(c.candidateType), protocol: orNull(c.protocol),
+                relayProtocol: orNull(c.relayProtocol), address: orNull(c.address),
+                port: orNull(c.port), url: orNull(c.url)} : null;
+  };
+  return {id: pair.id, state: pair.state, nominated: orNull(pair.nominated),
+          local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId),
+          transport_id: transport.id};
+}
+
+window.runCall = async (job, capMs) => {
+  const t0 = performance.now();
+  const ms = () => Math.round((performance.now() - t0) * 10) / 10;
+  const side = () => ({candidates: [], errors: [], forwarded: [], add_errors: [], states: [],
+                       connection_state: null, ice_connection_state: null,
+                       ice_gathering_state: null, selected: null});
+  const out = {error: null, connected: false, failed: false, message_received: null,
+               reply_received: null, caller: side(), callee: side(), elapsed_ms: 0,
+               ended_by: "cap", started_at: Date.now(), ended_at: null};
+  const forward = job.forward || {};
+  let caller, callee;
+  try {
+    caller = new RTCPeerConnection(job.caller || {});
+    callee = new RTCPeerConnection(job.callee || {});
+  } catch (e) {
+    out.error = errorOf(e);
+    if (caller) caller.close();
+    out.elapsed_ms = ms();
+    out.ended_at = Date.now();
+    return out;
+  }
+  livePeers = [caller, callee];
+  let finish;
+  const done = new Promise(r => { finish = r; });
+  const check = () => {
+    const states = [caller.connectionState, callee.connectionState];
+    if (states.includes("failed")) { out.failed = true; out.ended_by = "failed"; finish(); }
+    if (out.reply_received !== null && states.every(s => s === "connected")) {
+      out.connected = true; out.ended_by = "connected"; finish();
+    }
+  };
+  const wire = (pc, other, rec, otherRemoteSet, allowed) => {
+    pc.onicecandidate = ev => {
+      const c = ev.candidate;
+      if (!c || !c.candidate) {
+        rec.states.push(["end-of-candidates", ms()]);
+        return;
+      }
+      rec.candidates.push({candidate: c.candidate, type: orNull(c.type),
+                           protocol: orNull(c.protocol), address: orNull(c.address),
+                           port: orNull(c.port), relayProtocol: orNull(c.relayProtocol),
+                           url: orNull(c.url), elapsed_ms: ms()});
+      if (Array.isArray(allowed) && !allowed.includes(c.type)) return;
+      rec.forwarded.push(c.candidate);
+      const init = c.toJSON();
+      otherRemoteSet.then(() => other.addIceCandidate(init)).catch(e => {
+        rec.add_errors.push(errorOf(e));
+      });
+    };
+    pc.onicecandidateerror = ev => {
+      rec.errors.push({url: orNull(ev.url), errorCode: orNull(ev.errorCode),
+                       errorText: orNull(ev.errorText), address: orNull(ev.address),
+                       port: orNull(ev.port), elapsed_ms: ms()});
+    };
+    pc.onicegatheringstatechange = () => {
+      rec.states.push(["gathering:" + pc.iceGatheringState, ms()]);
+    };
+    pc.oniceconnectionstatechange = () => {
+      rec.states.push(["ice:" + pc.iceConnectionState, ms()]);
+      check();
+    };
+    pc.onconnectionstatechange = () => {
+      rec.states.push(["connection:" + pc.connectionState, ms()]);
+      check();
+    };
+  };
+  let calleeRemoteSet, callerRemoteSet;
+  const calleeRemote = new Promise(r => { calleeRemoteSet = r; });
+  const callerRemote = new Promise(r => { callerRemoteSet = r; });
+  wire(caller, callee, out.caller, calleeRemote, forward.caller);
+  wire(callee, caller, out.callee, callerRemote, forward.callee);
+  // The offer and answer go over without candidate lines: candidates trickle (and
+  // are filtered by job.forward).
+  const bare = sdp => sdp.split("\\r\\n").filter(
+    l => !l.startsWith("a=candidate:") && l !== "a=end-of-candidates").join("\\r\\n");
+  callee.ondatachannel = ev => {
+    const ch = ev.channel;
+    ch.onmessage = m => {
+      out.message_received = String(m.data);
+      out.callee.states.push(["message", ms()]);
+      ch.send(CALL_REPLY);
+    };
+  };
+  try {
+    const dc = caller.createDataChannel("turncheck");
+    dc.onopen = () => { out.caller.states.push(["datachannel:open", ms()]); dc.send(CALL_MESSAGE); };
+    dc.onmessage = m => {
+      out.reply_received = String(m.data);
+      out.caller.states.push(["reply", ms()]);
+      check();
+    };
+    const offer = await caller.createOffer();
+    await caller.setLocalDescription(offer);
+    await callee.setRemoteDescription({type: "offer", sdp: bare(offer.sdp)});
+    calleeRemoteSet();
+    const answer = await callee.createAnswer();
+    await callee.setLocalDescription(answer);
+    await caller.setRemoteDescription({type: "answer", sdp: bare(answer.sdp)});
+    callerRemoteSet();
+    await Promise.race([done, sleep(capMs)]);
+    if (out.failed) await Promise.race([sleep(500), new Promise(r => {
+      // give the other side a moment to fail too
+      const poll = setInterval(() => {
+        if (caller.connectionState === "failed" && callee.connectionState === "failed") {
+          clearInterval(poll); r();
+        }
+      }, 50);
+      setTimeout(() => clearInterval(poll), 600);
+    })]);
+  } catch (e) {
+    out.error = errorOf(e);
+  }
+  for (const [pc, rec] of [[caller, out.caller], [callee, out.callee]]) {
+    rec.connection_state = pc.connectionState;
+    rec.ice_connection_state = pc.iceConnectionState;
+    rec.ice_gathering_state = pc.iceGatheringState;
+    try { rec.selected = await selectedPair(pc); } catch (e) { rec.selected = errorOf(e); }
+  }
+  out.elapsed_ms = ms();
+  out.ended_at = Date.now();
+  return out;  // the peer connections stay open until closeCall(): the dump needs them
+};
+
+window.closeCall = () => {
+  livePeers.forEach(pc => pc.close());
+  const n = livePeers.length;
+  livePeers = [];
+  return n;
+};
 
 window.runJobs = async (jobs, capMs, gumMs) => {
   const t0 = performance.now();
@@ -301,12 +483,116 @@ def _check_jobs(jobs: Any) -> list[dict[str, Any]]:
         raise ValueError("IN.json: 'jobs' must be a list")
     seen: set[str] = set()
     for job in jobs:
-        if not isinstance(job, dict) or job.get("kind") not in ("gather", "construct"):
-            raise ValueError(f"IN.json: bad job {job!r} (kind must be gather or construct)")
+        if not isinstance(job, dict) or job.get("kind") not in JOB_KINDS:
+            raise ValueError(f"IN.json: bad job {job!r} (kind must be one of {JOB_KINDS})")
         if not isinstance(job.get("id"), str) or job["id"] in seen:
             raise ValueError(f"IN.json: job ids must be unique strings: {job!r}")
         seen.add(job["id"])
     return jobs
+
+
+# -- "call" jobs and chrome://webrtc-internals dumps ---------------------------------
+
+# The webrtc-internals page (Chromium 156: chrome://webrtc-internals/webrtc_internals.js
+# and dump_creator.js, ES modules) keeps one PeerConnectionRecord per connection in
+# dump_creator.js's ``peerConnectionDataStore``, also on ``window`` "since tests
+# access these from C++".  Its "Download the webrtc-internals dump" button
+# (#dump-click-target) runs DumpCreator.onDownloadInternals_, which serialises
+# {cpuPerformance, deviceMemory, hardwareConcurrency, timestamp, getUserMedia,
+# PeerConnections, UserAgent, UserAgentData} with JSON.stringify(dump, null, 1) and
+# downloads it, gzipped when #dump-checkbox is checked (the default).  We untick the
+# box and click the button: the dump is the page's own file, byte for byte.
+
+_LAST_STATS_JS = """() => Object.entries(window.peerConnectionDataStore || {}).map(([id, r]) => {
+  let last = 0;
+  for (const series of Object.values((r.record_ && r.record_.stats) || {})) {
+    const points = series.dataPoints_ || [];
+    if (points.length) last = Math.max(last, +points[points.length - 1].time);
+  }
+  return [id, last];
+})"""
+
+_CLICK_DUMP_JS = """() => {
+  const box = document.getElementById("dump-checkbox");
+  if (box) box.checked = false;  // a .txt, not a .gz
+  document.getElementById("dump-click-target").click();
+}"""
+
+
+def _open_internals(internals: Any) -> None:
+    internals.goto(INTERNALS_URL, timeout=10_000)
+    internals.wait_for_function(
+        "() => window.peerConnectionDataStore !== undefined"
+        " && document.getElementById('dump-click-target') !== null",
+        timeout=10_000,
+    )
+
+
+def _store_ids(internals: Any) -> list[str]:
+    return list(internals.evaluate("() => Object.keys(window.peerConnectionDataStore)"))
+
+
+def _wait_for(check: Any, seconds: float, step_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + seconds
+    for _ in range(int(seconds / step_s) + 2):  # bounded by count and time
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(step_s)
+    return bool(check())
+
+
+def download_dump(internals: Any) -> tuple[str, str]:
+    """Click the webrtc-internals download button; (file name, dump text)."""
+    with internals.expect_download(timeout=DUMP_TIMEOUT_MS) as info:
+        internals.evaluate(_CLICK_DUMP_JS)
+    download = info.value
+    path = download.path()
+    return download.suggested_filename, Path(path).read_text(encoding="utf-8")
+
+
+def _run_call(
+    context: Any, internals: Any, url: str, job: dict[str, Any], cap_ms: float
+) -> dict[str, Any]:
+    """One "call" job in a fresh tab; the dump is taken while its two peer
+    connections are still open, then the tab is closed (which removes them from
+    webrtc-internals: closing a connection alone does not)."""
+    timing: dict[str, float] = {}
+    t = time.monotonic()
+    drained = _wait_for(lambda: not _store_ids(internals), DRAIN_WAIT_S)
+    timing["drain_s"] = time.monotonic() - t
+    page = context.new_page()
+    try:
+        page.goto(url, timeout=10_000)
+        gum = page.evaluate("(gumMs) => window.holdMedia(gumMs)", GUM_TIMEOUT_MS)
+        t = time.monotonic()
+        result = page.evaluate("([job, capMs]) => window.runCall(job, capMs)", [job, cap_ms])
+        timing["call_s"] = time.monotonic() - t
+        t = time.monotonic()
+        ended = float(result.get("ended_at") or 0)
+        ids: list[str] = []
+
+        def stats_after_end() -> bool:
+            nonlocal ids
+            last = internals.evaluate(_LAST_STATS_JS)
+            ids = [i for i, _ in last]
+            return bool(last) and all(ts >= ended for _, ts in last)
+
+        result["stats_after_end"] = _wait_for(stats_after_end, STATS_WAIT_S)
+        timing["stats_wait_s"] = time.monotonic() - t
+        t = time.monotonic()
+        result["dump_filename"], result["dump"] = download_dump(internals)
+        timing["dump_s"] = time.monotonic() - t
+        result["dump_peer_connections"] = ids
+        page.evaluate("() => window.closeCall()")
+        page.evaluate("() => window.releaseMedia()")
+    finally:
+        page.close()
+    result["getusermedia"] = gum
+    result["internals_drained_before"] = drained
+    result["timing"] = timing
+    return result
 
 
 def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
@@ -314,6 +600,7 @@ def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
     started = time.monotonic()
     jobs = _check_jobs(spec.get("jobs", []))
+    calls = [j for j in jobs if j["kind"] == "call"]
     cap_ms = float(spec.get("cap_s") or DEFAULT_CAP_S) * 1000.0
     executable = os.environ.get(CHROMIUM_ENV) or DEFAULT_CHROMIUM
     home = workdir / "home"
@@ -355,15 +642,33 @@ def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
                 timing["launch_s"] = time.monotonic() - t
                 version = context.browser.version if context.browser else ""
                 page = context.pages[0] if context.pages else context.new_page()
+                internals = None
+                if calls:
+                    # chrome://webrtc-internals first, in its own tab, so that it
+                    # records every peer connection from its start.
+                    internals, page = page, context.new_page()
+                    t = time.monotonic()
+                    _open_internals(internals)
+                    timing["internals_s"] = time.monotonic() - t
                 t = time.monotonic()
                 page.goto(f"http://127.0.0.1:{server.server_address[1]}/", timeout=10_000)
                 timing["page_s"] = time.monotonic() - t
                 t = time.monotonic()
                 out = page.evaluate(
                     "([jobs, capMs, gumMs]) => window.runJobs(jobs, capMs, gumMs)",
-                    [jobs, cap_ms, GUM_TIMEOUT_MS],
+                    [[j for j in jobs if j["kind"] != "call"], cap_ms, GUM_TIMEOUT_MS],
                 )
                 timing["jobs_s"] = time.monotonic() - t
+                if calls:
+                    page.close()  # its peer connections leave webrtc-internals with it
+                    url = f"http://127.0.0.1:{server.server_address[1]}/"
+                    t = time.monotonic()
+                    for job in calls:
+                        job_cap_ms = float(job.get("cap_s") or cap_ms / 1000.0) * 1000.0
+                        out["results"][job["id"]] = _run_call(
+                            context, internals, url, job, job_cap_ms
+                        )
+                    timing["calls_s"] = time.monotonic() - t
             finally:
                 t = time.monotonic()
                 context.close()
@@ -384,7 +689,12 @@ def main(argv: list[str]) -> int:
     in_path, out_path = Path(argv[0]), Path(argv[1])
     spec = json.loads(in_path.read_text())
     cap_s = float(spec.get("cap_s") or DEFAULT_CAP_S)
-    timeout_s = float(spec.get("timeout_s") or cap_s + 45.0)
+    call_s = sum(
+        float(j.get("cap_s") or cap_s) + CALL_SLACK_S
+        for j in spec.get("jobs") or ()
+        if isinstance(j, dict) and j.get("kind") == "call"
+    )
+    timeout_s = float(spec.get("timeout_s") or cap_s + 45.0 + call_s)
 
     workdir = Path(tempfile.mkdtemp(prefix="turncheck-chromium-"))
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from turncheck.checks import CheckSettings
+    from turncheck.icefetch import FetchSpec
     from turncheck.relay import RelaySettings
     from turncheck.resolve import Resolver
     from turncheck.transport import Tracer
@@ -305,3 +306,44 @@ def stderr_tracer() -> Tracer:
         sys.stderr.write(line + "\n")
 
     return TraceWriter(to_stderr)
+
+
+def fetch_spec(
+    url: str,
+    method: str,
+    body: str | None,
+    bearer_file: str | None,
+    basic_file: str | None,
+    headers: list[str] | None,
+    ca_file: Path | None,
+    timeout: float,
+) -> FetchSpec:
+    """--ice-servers-url and its --fetch-* options → a FetchSpec (secrets by reference)."""
+    from turncheck.icefetch import FetchSpec
+
+    verb = method.strip().upper()
+    if verb not in ("GET", "POST", "PUT"):
+        raise InputError(f"--fetch-method {method}: choose GET, POST or PUT")
+    if body is not None and body.startswith("@"):
+        try:
+            body = Path(body[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--fetch-body {body}: cannot read it ({exc.strerror})") from None
+    pairs: list[tuple[str, str]] = []
+    for header in headers or ():
+        name, eq, env = header.partition("=")
+        if not eq or not name.strip() or not env.strip():
+            raise InputError(f"--fetch-header {header}: give NAME=ENVVAR")
+        pairs.append((name.strip(), env.strip()))
+    return FetchSpec(
+        url=url,
+        method=verb,
+        body=body,
+        bearer_file=bearer_file,
+        bearer_env="TURNCHECK_FETCH_BEARER" if os.environ.get("TURNCHECK_FETCH_BEARER") else None,
+        basic_file=basic_file,
+        basic_env="TURNCHECK_FETCH_BASIC" if os.environ.get("TURNCHECK_FETCH_BASIC") else None,
+        headers_env=tuple(pairs),
+        ca_file=str(ca_file) if ca_file else None,
+        timeout=min(timeout * 2, 30.0),
+    )

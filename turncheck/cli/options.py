@@ -191,3 +191,61 @@ def format_opt(choices: tuple[str, ...]) -> object:
         metavar="[" + "|".join(choices) + "]",
         rich_help_panel=OUTPUT,
     )
+
+
+FETCH = "Fetching iceServers"
+IceServersUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ice-servers-url",
+        help="Fetch iceServers from the app's credentials endpoint (Twilio, Cloudflare, "
+        "Metered, Xirsys, Matrix, TURN REST, an RTCConfiguration).",
+        metavar="URL",
+        rich_help_panel=FETCH,
+    ),
+]
+FetchMethodOpt = Annotated[
+    str,
+    typer.Option(
+        "--fetch-method",
+        help="HTTP method (Cloudflare: POST, Xirsys: PUT).",
+        metavar="[GET|POST|PUT]",
+        rich_help_panel=FETCH,
+    ),
+]
+FetchBodyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fetch-body",
+        help="JSON body to send, or @FILE.",
+        metavar="JSON|@FILE",
+        rich_help_panel=FETCH,
+    ),
+]
+FetchBearerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fetch-bearer-file",
+        help="File holding a bearer token (or TURNCHECK_FETCH_BEARER).",
+        metavar="FILE",
+        rich_help_panel=FETCH,
+    ),
+]
+FetchBasicOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fetch-basic-file",
+        help="File holding user:password (or TURNCHECK_FETCH_BASIC).",
+        metavar="FILE",
+        rich_help_panel=FETCH,
+    ),
+]
+FetchHeaderOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fetch-header",
+        help="An extra header whose value is in an environment variable (repeatable).",
+        metavar="NAME=ENVVAR",
+        rich_help_panel=FETCH,
+    ),
+]

@@ -44,6 +44,12 @@ def probe(
     ctx: typer.Context,
     urls: o.UrlsArg = None,
     ice_servers: o.IceServersOpt = None,
+    ice_servers_url: o.IceServersUrlOpt = None,
+    fetch_method: o.FetchMethodOpt = "GET",
+    fetch_body: o.FetchBodyOpt = None,
+    fetch_bearer_file: o.FetchBearerOpt = None,
+    fetch_basic_file: o.FetchBasicOpt = None,
+    fetch_headers: o.FetchHeaderOpt = None,
     transport: o.TransportOpt = None,
     username: o.UsernameOpt = None,
     credential: o.CredentialOpt = None,
@@ -210,6 +216,30 @@ def probe(
         ttl,
         relay_only,
     )
+    if ice_servers_url is not None:
+        import asyncio
+
+        from turncheck.cli.common import fetch_spec
+        from turncheck.config import advice
+        from turncheck.icefetch import fetch
+        from turncheck.plan import entries_from
+
+        spec = fetch_spec(
+            ice_servers_url,
+            fetch_method,
+            fetch_body,
+            fetch_bearer_file,
+            fetch_basic_file,
+            fetch_headers,
+            ca_file,
+            timeout,
+        )
+        fetched = asyncio.run(fetch(spec))
+        if not urls and ice_servers is None:
+            entries = []  # the default STUN servers stood in for "no server given"
+        entries = entries + entries_from(fetched.servers)
+        relay_only = relay_only or fetched.relay_only
+        config_advice = tuple(advice(entries))
     targets = build_targets(entries, override)
     relay = None if no_relay else relay_settings(count, size, spacing, peer)
     if relay_only and (relay is None or not any(t.url.is_turn for t in targets)):

@@ -95,7 +95,7 @@ def scrape_budget(request: web.Request) -> float:
     return max(0.5, min(timeout, 600.0) - MARGIN)
 
 
-def _options(module: Module, target: str, budget: float) -> Any:
+async def _options(module: Module, target: str, budget: float) -> Any:
     """The probe's options: the module's, with a check timeout that fits the budget (two
     transactions in a row, the relay check's 2 s, the deletion)."""
     from turncheck.api import ProbeOptions
@@ -104,9 +104,25 @@ def _options(module: Module, target: str, budget: float) -> Any:
     from turncheck.require import parse_requirements
     from turncheck.resolve import parse_dns_server
 
-    credentials = module.credentials()
-    source = "the module's credentials" if credentials else "none"
-    entries = command_line_entries([target], credentials, source)
+    entries = []
+    if target:
+        credentials = module.credentials()
+        source = "the module's credentials" if credentials else "none"
+        entries = command_line_entries([target], credentials, source)
+    if module.ice_servers_url:
+        from turncheck.icefetch import FetchSpec, fetch
+        from turncheck.plan import entries_from
+
+        spec = FetchSpec(
+            url=module.ice_servers_url,
+            method=module.fetch_method.upper(),
+            body=module.fetch_body,
+            bearer_file=module.fetch_bearer_file,
+            bearer_env=module.fetch_bearer_env,
+            ca_file=module.ca_file,
+            timeout=min(5.0, budget / 3),
+        )
+        entries += entries_from((await fetch(spec)).servers)
     timeout = max(0.2, min(module.timeout, (budget - 2.5) / 2))
     relay = (
         RelaySettings(count=module.count, size=module.size, interval=module.packet_interval / 1000)
@@ -157,11 +173,11 @@ async def probe_handler(request: web.Request) -> web.Response:
         known = ", ".join(sorted(exporter.config.modules))
         why = f"unknown module '{module_name}' (known: {known})"
         return _refuse(exporter, module_name, target, 400, why)
-    if not target:
+    if not target and not module.ice_servers_url:
         return _refuse(exporter, module_name, target, 400, "no target: add ?target=<ICE URL>")
     budget = scrape_budget(request)
     try:
-        options = _options(module, target, budget)
+        options = await _options(module, target, budget)
     except InputError as exc:
         return _refuse(exporter, module_name, target, 400, str(exc))
     assert exporter.slots is not None

@@ -31,7 +31,11 @@ MODULE_KEYS = {
     "secret_file": "a TURN REST shared-secret file (coturn static-auth-secret)",
     "rest_user": "the user part of minted REST usernames",
     "ttl": "lifetime of minted REST credentials, seconds",
-    "ice_servers_url": "fetch iceServers the way the app does",
+    "ice_servers_url": "fetch iceServers the way the app does (the target is then optional)",
+    "fetch_method": "GET, POST or PUT for ice_servers_url",
+    "fetch_body": "JSON body for ice_servers_url",
+    "fetch_bearer_file": "a file holding the bearer token for ice_servers_url",
+    "fetch_bearer_env": "an environment variable holding the bearer token",
     "transports": "udp, tcp, tls for URLs that do not name their transport",
     "timeout": "seconds per check",
     "relay": "run the relay check (true) or allocate only (false)",
@@ -61,6 +65,10 @@ class Module:
     rest_user: str | None = None
     ttl: int = 600
     ice_servers_url: str | None = None
+    fetch_method: str = "GET"
+    fetch_body: str | None = None
+    fetch_bearer_file: str | None = None
+    fetch_bearer_env: str | None = None
     transports: tuple[str, ...] | None = None
     timeout: float = 5.0
     relay: bool = True

@@ -1,0 +1,209 @@
+"""turncheck diagnose: dumps in both formats, bad input, --json, --probe, memory."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers.coturn import Coturn
+
+DATA = Path(__file__).parent / "data" / "dumps"
+OLDER = DATA / "older-format-synthetic.json"
+
+
+def current_dump(
+    turn: str, *, error: tuple[int, str] | None = None, connected: bool = True
+) -> dict:
+    """A dump in the current format (JSON values), as Chromium 156 writes one."""
+    log = [
+        {"type": "createOffer", "value": "", "timestamp": 1000.0},
+        {"type": "icegatheringstatechange", "value": "gathering", "timestamp": 1001.0},
+        {
+            "type": "icecandidate",
+            "value": json.dumps(
+                {
+                    "sdpMid": "0",
+                    "sdpMLineIndex": 0,
+                    "candidate": "candidate:1 1 udp 2122260223 192.0.2.2 40000 typ host",
+                    "url": "",
+                }
+            ),
+            "timestamp": 1002.0,
+        },
+        {"type": "iceconnectionstatechange", "value": "checking", "timestamp": 1010.0},
+    ]
+    if error:
+        log.append(
+            {
+                "type": "icecandidateerror",
+                "value": json.dumps(
+                    {
+                        "url": turn,
+                        "address": "192.0.2.x",
+                        "port": 40000,
+                        "errorCode": error[0],
+                        "errorText": error[1],
+                    }
+                ),
+                "timestamp": 1020.0,
+            }
+        )
+    log.append(
+        {
+            "type": "iceconnectionstatechange",
+            "value": "connected" if connected else "failed",
+            "timestamp": 1400.0,
+        }
+    )
+    stats = (
+        {
+            "T01-selectedCandidatePairId": {"statsType": "transport", "values": '["CP1_2"]'},
+            "CP1_2-localCandidateId": {"statsType": "candidate-pair", "values": '["I1"]'},
+            "CP1_2-remoteCandidateId": {"statsType": "candidate-pair", "values": '["I2"]'},
+            "CP1_2-currentRoundTripTime": {"statsType": "candidate-pair", "values": "[0.001]"},
+            "I1-candidateType": {"statsType": "local-candidate", "values": '["host"]'},
+            "I1-protocol": {"statsType": "local-candidate", "values": '["udp"]'},
+            "I2-candidateType": {"statsType": "remote-candidate", "values": '["host"]'},
+        }
+        if connected
+        else {}
+    )
+    config = {"iceServers": [{"urls": [turn]}], "iceTransportPolicy": "all"}
+    return {
+        "getUserMedia": [],
+        "PeerConnections": {
+            "7-1": {
+                "url": "https://app.example.org/",
+                "rtcConfiguration": json.dumps(config),
+                "updateLog": log,
+                "stats": stats,
+            }
+        },
+        "UserAgent": "Chrome/156",
+    }
+
+
+def test_older_format_is_read_and_explained(cli) -> None:
+    result = cli("diagnose", str(OLDER), "--json")
+    assert result.code == 1
+    (pc,) = result.json()["peer_connections"]
+    assert pc["ice_servers"] == ["stun:stun.example.org:3478", "turn:turn.example.org:3478"]
+    assert pc["ice_transport_policy"] == "all"
+    assert {c["type"] for c in pc["candidates"]} == {"host", "srflx"}
+    (error,) = pc["errors"]
+    assert error["code"] == 701 and "UDP is blocked" in error["reason"]
+    assert [s["state"] for s in pc["states"] if s["kind"] == "iceconnectionstatechange"] == [
+        "checking",
+        "failed",
+    ]
+    assert pc["connected"] is False and pc["selected_pair"] is None
+    assert pc["verdict"].startswith("failed: no relay candidate; turn:turn.example.org:3478")
+
+
+def test_current_format_connected_over_host_says_what_that_means(cli, tmp_path: Path) -> None:
+    dump = tmp_path / "dump.json"
+    dump.write_text(json.dumps(current_dump("turn:turn.example.org:3478?transport=udp")))
+    result = cli("diagnose", str(dump), "--json")
+    assert result.code == 0
+    (pc,) = result.json()["peer_connections"]
+    assert pc["selected_pair"]["local_type"] == "host" and pc["selected_pair"]["rtt_ms"] == 1.0
+    assert pc["verdict"] == (
+        "connected over host candidates on the same LAN; the configured TURN server produced "
+        "no relay candidate, so calls between different networks will fail"
+    )
+
+
+def test_401_verdict_names_the_credentials(cli, tmp_path: Path) -> None:
+    dump = tmp_path / "dump.json"
+    url = "turn:turn.example.org:3478?transport=udp"
+    dump.write_text(json.dumps(current_dump(url, error=(401, "Unauthorized."), connected=False)))
+    result = cli("diagnose", str(dump))
+    assert result.code == 1
+    text = " ".join(result.out.split())
+    assert f"verdict: failed: no relay candidate; {url} answered 401: the app's TURN " in text
+    assert "credentials are wrong or expired" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (b"hello", "invalid JSON at line 1, column 1"),
+        (b'{"PeerConnections": {"1-1": {"updateLog": [', "truncated JSON"),
+        (gzip.compress(b"{}"), "a gzip file, not a webrtc-internals dump"),
+        (b'{"iceServers": []}', 'not a webrtc-internals dump (no "PeerConnections"'),
+        (b'{"PeerConnections": {}, "getUserMedia": []}', "with no peer connections"),
+        (b"\xff\xfe\x00", "not text"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli, tmp_path: Path, content: bytes, line: str) -> None:
+    path = tmp_path / "dump.bin"
+    path.write_bytes(content)
+    result = cli("diagnose", str(path))
+    assert result.code == 2
+    (only,) = result.err.strip().splitlines()
+    assert only.startswith(f"turncheck: error: {path}: ") and line in only, only
+
+
+def test_stdin(cli, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(OLDER.read_bytes())))
+    assert cli("diagnose", "-", "--json").code == 1
+
+
+def test_probe_rechecks_the_dumps_servers_side_by_side(cli, coturn: Coturn, tmp_path: Path) -> None:
+    url = f"turn:127.0.0.1:{coturn.port}?transport=udp"
+    dump = tmp_path / "dump.json"
+    dump.write_text(json.dumps(current_dump(url, error=(401, "Unauthorized."), connected=False)))
+    refused = cli("diagnose", str(dump), "--probe")
+    assert refused.code == 2 and "need credentials" in refused.err
+    result = cli(
+        "diagnose",
+        str(dump),
+        "--probe",
+        "--json",
+        env={"TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "s3cret"},
+    )
+    doc = result.json()
+    assert doc["peer_connections"][0]["verdict"].startswith("failed: no relay candidate")
+    assert doc["probe"]["browser"]["relay"] == ["udp"]  # from here, now, it works
+    assert "s3cret" not in result.out
+    table = cli(
+        "diagnose",
+        str(dump),
+        "--probe",
+        env={"TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "s3cret"},
+    )
+    assert "from this machine now:" in table.out and "calls connect" in " ".join(table.out.split())
+
+
+def test_a_50_mb_dump_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """Figures: the peak RSS of `turncheck diagnose` on a 50 MB dump (stats time series)."""
+    base = current_dump("turn:turn.example.org:3478")
+    stats = base["PeerConnections"]["7-1"]["stats"]
+    series = json.dumps([round(i * 0.37, 2) for i in range(1200)])
+    for n in range(int(50e6 / (len(series) + 60))):
+        stats[f"RTCInboundRTPAudioStream_{n % 900}-metric{n}"] = {
+            "statsType": "inbound-rtp",
+            "values": series,
+        }
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(base))
+    size = path.stat().st_size
+    assert size > 45e6
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "turncheck", "diagnose", str(path), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    peak_mb = usage.ru_maxrss / 1024
+    print(f"\n50 MB dump ({size / 1e6:.1f} MB): peak RSS {peak_mb:.0f} MB")
+    assert peak_mb < 600, peak_mb
