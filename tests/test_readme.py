@@ -23,6 +23,7 @@ from tests.servers.coturn import Coturn
 from tests.test_relay import udp_echo_peer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DUMP = Path(__file__).resolve().parent / "data" / "dumps" / "older-format-synthetic.json"
 SECRET = "readme-shared-secret"
 
 
@@ -54,7 +55,7 @@ def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) 
     stdin_file = None
     if "| turncheck " in command:  # curl … | turncheck …: the body comes from a file here
         command = "turncheck " + command.split("| turncheck ", 1)[1]
-        stdin_file = "ice.json"
+        stdin_file = str(DUMP) if command.startswith("turncheck diagnose") else "ice.json"
     server = rest if "--secret-file" in command else coturn
     command = command.replace("/etc/turn/secret", "secret")
     command = command.replace('"$PW"', "s3cret").replace("-u bob", "-u alice")
@@ -74,6 +75,11 @@ def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) 
         lambda m: f"{m.group(1)}:localhost:{server.port}",
         command,
     )
+    # Credentials endpoints and dump files of the examples: the test's own stand-ins.
+    command = re.sub(
+        r"--ice-servers-url https://\S+", "--ice-servers-url https://127.0.0.1:1/x", command
+    )
+    command = command.replace("webrtc_internals_dump.json", str(DUMP))
     argv = shlex.split(command)
     if argv[1] == "serve":  # long-running: its config (the README's own) is checked instead
         argv = [a.replace("/etc/turncheck/turncheck.yml", "turncheck.yml") for a in argv]
@@ -104,6 +110,7 @@ def test_readme_example_runs(
     }
     for name in ("ice.json", "staging.json"):
         (tmp_path / name).write_text(json.dumps(config))
+    (tmp_path / "token.txt").write_text("example-token\n")
     serve_config = re.search(r"```yaml\n(# turncheck.yml\n.*?)```", README.read_text(), re.S)
     assert serve_config is not None
     (tmp_path / "turncheck.yml").write_text(
@@ -115,13 +122,14 @@ def test_readme_example_runs(
         argv = _rewrite(command, coturn, rest, peer)
         stdin = None
         if argv[-1].startswith("<"):
-            stdin = (tmp_path / argv.pop()[1:]).read_text()
+            stdin = (tmp_path / argv.pop()[1:]).read_text()  # an absolute path stays itself
         env = {
             **os.environ,
             "TURNCHECK_USERNAME": "alice",
             "TURNCHECK_CREDENTIAL": "s3cret",
             "SSL_CERT_FILE": str(ca_file),  # the test CA, as a deployment's system store
             "COLUMNS": "100",
+            "XIRSYS_AUTH": "Basic example",
         }
         if "--secret-file" in argv:
             env.pop("TURNCHECK_USERNAME")
@@ -137,6 +145,9 @@ def test_readme_example_runs(
         )
     context = (command, argv, done.returncode, done.stdout[-2000:], done.stderr[-2000:])
     assert "Traceback" not in done.stderr, context
+    if "--ice-servers-url" in argv:  # no endpoint here: it must fail as one line, exit 2
+        assert done.returncode == 2 and "--ice-servers-url https://127.0.0.1:1/x" in done.stderr
+        return
     assert done.returncode in (0, 1), context  # 2 would be a README example that is wrong
     if "--output" in argv:  # the file gets the answer, stderr the verdict line
         assert (tmp_path / argv[argv.index("--output") + 1]).read_text().strip(), context

@@ -519,7 +519,16 @@ _CLICK_DUMP_JS = """() => {
 }"""
 
 
-def _open_internals(internals: Any) -> None:
+def _open_internals(internals: Any, errors: list[str]) -> None:
+    internals.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    internals.on(
+        "console",
+        lambda msg: (
+            errors.append(f"console.{msg.type}: {msg.text}")
+            if msg.type in ("error", "warning")
+            else None
+        ),
+    )
     internals.goto(INTERNALS_URL, timeout=10_000)
     internals.wait_for_function(
         "() => window.peerConnectionDataStore !== undefined"
@@ -643,12 +652,13 @@ def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
                 version = context.browser.version if context.browser else ""
                 page = context.pages[0] if context.pages else context.new_page()
                 internals = None
+                internals_errors: list[str] = []
                 if calls:
                     # chrome://webrtc-internals first, in its own tab, so that it
                     # records every peer connection from its start.
                     internals, page = page, context.new_page()
                     t = time.monotonic()
-                    _open_internals(internals)
+                    _open_internals(internals, internals_errors)
                     timing["internals_s"] = time.monotonic() - t
                 t = time.monotonic()
                 page.goto(f"http://127.0.0.1:{server.server_address[1]}/", timeout=10_000)
@@ -665,9 +675,11 @@ def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
                     t = time.monotonic()
                     for job in calls:
                         job_cap_ms = float(job.get("cap_s") or cap_ms / 1000.0) * 1000.0
-                        out["results"][job["id"]] = _run_call(
+                        seen = len(internals_errors)
+                        out["results"][job["id"]] = result = _run_call(
                             context, internals, url, job, job_cap_ms
                         )
+                        result["internals_errors"] = internals_errors[seen:]
                     timing["calls_s"] = time.monotonic() - t
             finally:
                 t = time.monotonic()
