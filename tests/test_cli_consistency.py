@@ -99,7 +99,7 @@ def test_probe_help_is_in_panels_with_choices(cli) -> None:
     for panel in ("Servers", "Credentials", "Network and DNS", "TLS", "Output", "Relay check"):
         assert panel in out, panel
     assert "CI gates" in out and "Monitoring" in out
-    assert "[table|json|junit|prometheus]" in out
+    assert "[table|json|junit|prometheus|nagios]" in out
     assert "[relay|srflx|udp|tcp|tls]" in out
 
 

@@ -72,5 +72,5 @@ def test_notes_name_partial_loss_and_a_missing_path() -> None:
     )
     notes = relay_notes([check])
     assert notes[0].startswith("relay loss 30 % (7 of 10 packets came back)")
-    assert notes[1].endswith("relaying works over indication but not over channel")
+    assert "relaying works over indication but not over channel: refused" in notes[1]
     assert relay.to_json()["paths"]["channel"]["error"]["code"] == 403

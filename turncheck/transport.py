@@ -80,6 +80,7 @@ class _Pending:
     ignored_count: int = 0
     # Answers without MESSAGE-INTEGRITY to a signed request: (class, code, phrase, SOFTWARE).
     unprotected: list[tuple[str, int, str, str | None]] = field(default_factory=list)
+    sends: int = 0
 
     def ignore(self, why: str) -> None:
         self.ignored_count += 1
@@ -199,6 +200,7 @@ class Channel:
                 if self.tracer:
                     self.tracer("send", message, pending.dest, self._trace_local())
                 self._send_bytes(data, pending.dest)
+                pending.sends += 1
                 # Round trips on time.monotonic(): uvloop's loop clock counts whole ms.
                 send_times.append(time.monotonic())
                 with contextlib.suppress(TimeoutError):
@@ -302,15 +304,16 @@ class Channel:
 
     def _unprotected(self, pending: _Pending, message: stun.Message) -> None:
         """An unsigned answer to a signed request is ignored (RFC 8489 §9.2.5) but kept as
-        evidence. On a reliable transport it ends the transaction at once (§9.2.5: no
-        other answer can come); over UDP, once two sends drew one."""
+        evidence. On a reliable transport it ends the transaction at once (§9.2.5); over
+        UDP once a retransmission drew one too (two sends, two unsigned answers)."""
         code, phrase = stun.error_of(message)
         kind = "error" if message.message_class == stun.Class.ERROR else "success"
         software = message.attributes.get("SOFTWARE")
         pending.unprotected.append(
             (kind, code, phrase, stun.clean_text(software) if software else None)
         )
-        if (self.reliable or len(pending.unprotected) >= 2) and not pending.future.done():
+        conclusive = len(pending.unprotected) >= 2 and pending.sends >= 2
+        if (self.reliable or conclusive) and not pending.future.done():
             method = stun.method_name(pending.request.message_method)
             failure = UnprotectedAnswer(method, *pending.unprotected[-1])
             pending.future.set_exception(failure)
