@@ -368,22 +368,12 @@ async def allocate_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
     credentials = ep.target.entry.credentials
 
     async def attempt(server: Address) -> CheckResult:
-        for tries in range(MISMATCH_RETRIES + 1):
-            async with open_channel(ep, server, settings, deadline) as channel:
-                allocation = allocation_on(ep, channel, server, settings)
-                async with allocation:
-                    try:
-                        await allocation.allocate(deadline)
-                    except ErrorResponse as exc:
-                        if _mismatch(exc) and tries < MISMATCH_RETRIES:
-                            continue  # the next try opens a fresh local port
-                        raise
-                    relay = None
-                    if settings.relay is not None:
-                        relay = await _relay_check(ep, server, allocation, settings, settings.relay)
-                tls = channel.tls if isinstance(channel, StreamChannel) else None
-                return _allocation_result(ep, allocation, settings, tls, relay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        async with allocated(ep, server, settings, deadline) as (channel, allocation):
+            relay = None
+            if settings.relay is not None:
+                relay = await _relay_check(ep, server, allocation, settings, settings.relay)
+        tls = channel.tls if isinstance(channel, StreamChannel) else None
+        return _allocation_result(ep, allocation, settings, tls, relay)
 
     try:
         return await _follow_redirect(ep, attempt)
@@ -418,22 +408,10 @@ async def _relay_check(
         return RelayResult(peer_text, None, {}, explain(RelayFailure("second-allocation", reason)))
 
     try:
-        for tries in range(MISMATCH_RETRIES + 1):
-            async with open_channel(ep, server, settings, deadline) as channel:
-                b = allocation_on(ep, channel, server, settings)
-                async with b:
-                    try:
-                        await b.allocate(control)
-                    except ErrorResponse as exc:
-                        if _mismatch(exc) and tries < MISMATCH_RETRIES:
-                            continue
-                        return second_failed(exc)
-                    except (CheckFailure, Redirect) as exc:
-                        return second_failed(exc)
-                    return await echo_between(a, b, relay, deadline, control)
-    except CheckFailure as exc:  # the second control connection could not be opened
+        async with allocated(ep, server, settings, control) as (_, b):
+            return await echo_between(a, b, relay, deadline, control)
+    except (CheckFailure, Redirect) as exc:  # no second allocation (or no connection for it)
         return second_failed(exc)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # turn_port.cc MAX_ALLOCATE_MISMATCH_RETRIES: a 437 on Allocate means the server still holds
@@ -444,6 +422,26 @@ MISMATCH_RETRIES = 2
 
 def _mismatch(exc: ErrorResponse) -> bool:
     return exc.code == 437 and exc.method == "Allocate"
+
+
+@contextlib.asynccontextmanager
+async def allocated(
+    ep: Endpoint, server: Address, settings: CheckSettings, deadline: float
+) -> AsyncIterator[tuple[Channel, Allocation]]:
+    """An allocation on a fresh channel, deleted and closed on exit; a 437 is retried from a
+    fresh local port."""
+    for tries in range(MISMATCH_RETRIES + 1):
+        async with open_channel(ep, server, settings, deadline) as channel:
+            allocation = allocation_on(ep, channel, server, settings)
+            async with allocation:
+                try:
+                    await allocation.allocate(deadline)
+                except ErrorResponse as exc:
+                    if _mismatch(exc) and tries < MISMATCH_RETRIES:
+                        continue  # the next try opens a fresh local port
+                    raise
+                yield channel, allocation
+                return
 
 
 def _allocation_result(

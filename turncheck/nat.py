@@ -250,33 +250,19 @@ async def discover(
             # ICMP port unreachable: the network carried our UDP; the server is not there.
             where = ", ".join(fmt_address(s) for s in servers)
             why = f"the server did not answer (connection refused: nothing listens on {where})"
-            return NatReport(
-                server=fmt_address(servers[0]),
-                method=None,
-                mapping=None,
-                filtering=None,
-                classic="unknown",
-                public_address=None,
-                local_address=None,
-                alg=False,
-                advice="check that the STUN server runs and listens on this port (UDP is not "
-                "blocked: the refusal came back)",
-                reasons={"mapping": why, "filtering": why},
-                tests=tuple(tests),
+            advice = (
+                "check that the STUN server runs and listens on this port (UDP is not "
+                "blocked: the refusal came back)"
             )
+            return _unanswered(servers[0], "unknown", advice, why, why, tests)
         if not answered:
-            return NatReport(
-                server=fmt_address(servers[0]),
-                method=None,
-                mapping=None,
-                filtering=None,
-                classic="UDP blocked",
-                public_address=None,
-                local_address=None,
-                alg=False,
-                advice=ADVICE["UDP blocked"],
-                reasons={"mapping": "no STUN server answered over UDP", "filtering": "idem"},
-                tests=tuple(tests),
+            return _unanswered(
+                servers[0],
+                "UDP blocked",
+                ADVICE["UDP blocked"],
+                "no STUN server answered over UDP",
+                "idem",
+                tests,
             )
         primary, first = next(((s, r) for s, r in answered if r.other is not None), answered[0])
         local_ip = local_ip_towards(primary)
@@ -457,6 +443,25 @@ def _two_servers(
     )
     reasons["symmetric"] = "yes"
     return None, reasons, []
+
+
+def _unanswered(
+    server: Address, classic: str, advice: str, mapping: str, filtering: str, tests: list[NatTest]
+) -> NatReport:
+    """No server answered the first test: nothing else could run."""
+    return NatReport(
+        server=fmt_address(server),
+        method=None,
+        mapping=None,
+        filtering=None,
+        classic=classic,
+        public_address=None,
+        local_address=None,
+        alg=False,
+        advice=advice,
+        reasons={"mapping": mapping, "filtering": filtering},
+        tests=tuple(tests),
+    )
 
 
 def _unknown(server: str | None, why: str) -> NatReport:

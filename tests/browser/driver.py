@@ -19,6 +19,27 @@ createOffer/setLocalDescription, and records every ``icecandidate`` and
 ``icecandidateerror`` until iceGatheringState is "complete" or cap_s is over.
 All gather jobs run concurrently in one page of one browser.
 
+"call" jobs (``{"id", "kind": "call", "caller": {RTCConfiguration}, "callee":
+{RTCConfiguration}, "forward": {"caller": [types], "callee": [types]} (optional:
+the candidate types each side passes on; default all), "cap_s": N (optional),
+"settle_ms": N (optional, default 2000)}``) record chrome://webrtc-internals dumps.
+With any call job, chrome://webrtc-internals opens first, in its own tab; the
+gather and construct jobs then run in a second tab, which is closed; then each call
+runs, one after the other, in a fresh tab: two RTCPeerConnections of the page
+exchange offer, answer and trickled candidates directly, the caller opens a data
+channel, sends a message and waits for the reply.  A call ends when both sides are
+connected and the reply came, when a side's connectionState is "failed", when both
+sides have finished gathering and neither left ICE state "new" for settle_ms
+("stalled"), or after cap_s.  Then the driver waits (bounded) for a webrtc-internals
+stats poll after the end, clicks the page's "Download the webrtc-internals dump"
+button (compression off) and returns the downloaded text as ``dump``; only then are
+the two connections closed and the tab with them (webrtc-internals forgets a
+connection when its page goes, not on close()), so each dump holds exactly its
+call's two connections.  A call's result: ``connected``, ``failed``, ``ended_by``
+(connected | failed | stalled | cap), ``caller``/``callee`` (candidates, errors,
+states, the selected pair from the page's own getStats), ``dump``,
+``dump_filename``, ``dump_peer_connections``, ``stats_after_end``, ``timing``.
+
 OUT.json::
 
     {"results": {id: {"error": null | {"name", "message"}, "candidates": [...],
@@ -60,6 +81,7 @@ FATAL_EXIT = 3
 JOB_KINDS = ("gather", "construct", "call")
 INTERNALS_URL = "chrome://webrtc-internals"
 STATS_WAIT_S = 4.0  # a call's dump waits this long at most for a stats poll after its end
+NO_STATS_WAIT_S = 1.5  # ... or this long when no stats came for the call at all
 DRAIN_WAIT_S = 5.0  # ... and for webrtc-internals to drop the previous call's connections
 DUMP_TIMEOUT_MS = 10_000
 CALL_SLACK_S = 15.0  # per call job, on top of its cap: page, dump, close
@@ -250,11 +272,23 @@ window.runCall = async (job, capMs) => {
   livePeers = [caller, callee];
   let finish;
   const done = new Promise(r => { finish = r; });
+  const settleMs = job.settle_ms === undefined ? 2000 : Number(job.settle_ms);
+  let stallTimer = null;
+  const stalled = () => [caller, callee].every(
+    pc => pc.iceGatheringState === "complete" && pc.iceConnectionState === "new");
   const check = () => {
     const states = [caller.connectionState, callee.connectionState];
     if (states.includes("failed")) { out.failed = true; out.ended_by = "failed"; finish(); }
     if (out.reply_received !== null && states.every(s => s === "connected")) {
       out.connected = true; out.ended_by = "connected"; finish();
+    }
+    // Both sides done gathering and neither has a pair to check (no local or no
+    // remote candidates): nothing more will happen.  Stop after settle_ms.
+    if (settleMs >= 0 && stallTimer === null && stalled()) {
+      stallTimer = setTimeout(() => {
+        if (stalled()) { out.ended_by = "stalled"; finish(); }
+        stallTimer = null;
+      }, settleMs);
     }
   };
   const wire = (pc, other, rec, otherRemoteSet, allowed) => {
@@ -282,6 +316,7 @@ window.runCall = async (job, capMs) => {
     };
     pc.onicegatheringstatechange = () => {
       rec.states.push(["gathering:" + pc.iceGatheringState, ms()]);
+      check();
     };
     pc.oniceconnectionstatechange = () => {
       rec.states.push(["ice:" + pc.iceConnectionState, ms()]);
@@ -326,6 +361,7 @@ window.runCall = async (job, capMs) => {
     await caller.setRemoteDescription({type: "answer", sdp: bare(answer.sdp)});
     callerRemoteSet();
     await Promise.race([done, sleep(capMs)]);
+    if (stallTimer !== null) clearTimeout(stallTimer);
     if (out.failed) await Promise.race([sleep(500), new Promise(r => {
       // give the other side a moment to fail too
       const poll = setInterval(() => {
@@ -581,19 +617,33 @@ def _run_call(
         t = time.monotonic()
         ended = float(result.get("ended_at") or 0)
         ids: list[str] = []
+        waiting_since = time.monotonic()
+        newest_before = max((ts for _, ts in internals.evaluate(_LAST_STATS_JS)), default=0)
 
         def stats_after_end() -> bool:
             nonlocal ids
             last = internals.evaluate(_LAST_STATS_JS)
             ids = [i for i, _ in last]
-            return bool(last) and all(ts >= ended for _, ts in last)
+            if bool(last) and all(ts >= ended for _, ts in last):
+                return True
+            # Chromium 156 feeds webrtc-internals getStats (about once a second) only
+            # while a connection of the page is checking or connected: a call that
+            # never left "new", or has failed, may get no more.
+            newest = max((ts for _, ts in last), default=0)
+            return newest == newest_before and time.monotonic() - waiting_since > NO_STATS_WAIT_S
 
-        result["stats_after_end"] = _wait_for(stats_after_end, STATS_WAIT_S)
+        _wait_for(stats_after_end, STATS_WAIT_S)
+        last = internals.evaluate(_LAST_STATS_JS)
+        result["stats_after_end"] = bool(last) and all(ts >= ended for _, ts in last)
         timing["stats_wait_s"] = time.monotonic() - t
         t = time.monotonic()
         result["dump_filename"], result["dump"] = download_dump(internals)
         timing["dump_s"] = time.monotonic() - t
-        result["dump_peer_connections"] = ids
+        try:
+            result["dump_peer_connections"] = list(json.loads(result["dump"])["PeerConnections"])
+        except (ValueError, KeyError, TypeError):
+            result["dump_peer_connections"] = None  # not a dump: the caller will see
+        result["store_peer_connections"] = ids
         page.evaluate("() => window.closeCall()")
         page.evaluate("() => window.releaseMedia()")
     finally:
