@@ -23,20 +23,19 @@ def current_dump(
     """A dump in the current format (JSON values), as Chromium 156 writes one."""
     log = [
         {"type": "createOffer", "value": "", "timestamp": 1000.0},
-        {"type": "icegatheringstatechange", "value": "gathering", "timestamp": 1001.0},
+        {"type": "onicegatheringstatechange", "value": '"gathering"', "timestamp": 1001.0},
         {
-            "type": "icecandidate",
+            "type": "onicecandidate",
             "value": json.dumps(
                 {
                     "sdpMid": "0",
                     "sdpMLineIndex": 0,
                     "candidate": "candidate:1 1 udp 2122260223 192.0.2.2 40000 typ host",
-                    "url": "",
                 }
             ),
             "timestamp": 1002.0,
         },
-        {"type": "iceconnectionstatechange", "value": "checking", "timestamp": 1010.0},
+        {"type": "oniceconnectionstatechange", "value": '"checking"', "timestamp": 1010.0},
     ]
     if error:
         log.append(
@@ -207,3 +206,46 @@ def test_a_50_mb_dump_is_read_in_bounded_memory(tmp_path: Path) -> None:
     peak_mb = usage.ru_maxrss / 1024
     print(f"\n50 MB dump ({size / 1e6:.1f} MB): peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 600, peak_mb
+
+
+# The dumps recorded from a real headless Chromium 156 in the namespace lab
+# (python -m tests.browser.record_dumps tests/data/dumps; re-recorded on every CI run by
+# tests/browser/test_record_dumps.py). Two peer connections each: the caller first.
+RECORDED = {
+    "relay-udp": (
+        "connected through TURN (relay over udp via turn:203.0.113.2:3478?transport=udp",
+    ),
+    "relay-tls": (
+        "connected through TURN (relay over tls via turns:203.0.113.2:5349?transport=tcp",
+    ),
+    "srflx": ("connected directly through the NATs (srflx candidates)",),
+    "host": ("connected over host candidates on the same LAN",),
+    "turn-401": (
+        "failed: no relay candidate (iceTransportPolicy relay); "
+        "turn:203.0.113.2:3478?transport=udp answered 401: the app's TURN credentials are "
+        "wrong or expired",
+    ),
+    "turn-unreachable": (
+        "failed: no relay candidate (iceTransportPolicy relay); "
+        "turn:203.0.113.6:3478?transport=tcp: could not connect to the TURN server over TCP/TLS",
+    ),
+    "relay-policy-dead-turn": (
+        "failed: no relay candidate (iceTransportPolicy relay); ",
+        "gave neither a candidate nor an error",
+    ),
+    "relay-blocked": ("failed: candidates were gathered (relay udp 1), but no pair connected",),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORDED))
+def test_recorded_chromium_dumps_get_the_right_verdict(cli, case: str) -> None:
+    result = cli("diagnose", str(DATA / f"{case}.json"), "--json")
+    caller = result.json()["peer_connections"][0]
+    assert caller["format"] == "current"
+    for fragment in RECORDED[case]:
+        assert fragment in caller["verdict"], (case, caller["verdict"])
+    assert result.code == (0 if case in ("relay-udp", "relay-tls", "srflx", "host") else 1)
+    states = [s["state"] for s in caller["states"] if s["kind"] == "iceconnectionstatechange"]
+    if result.code == 0:
+        assert "connected" in states and caller["selected_pair"] is not None
+    assert not any("s3cret" in json.dumps(pc) for pc in result.json()["peer_connections"])

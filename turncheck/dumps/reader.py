@@ -237,6 +237,9 @@ def _time_of(entry: dict[str, Any]) -> float | None:
 
 
 _STATE_EVENTS = {
+    "oniceconnectionstatechange": "iceconnectionstatechange",  # Chromium 156 ("on" + event)
+    "onconnectionstatechange": "connectionstatechange",
+    "onicegatheringstatechange": "icegatheringstatechange",
     "iceconnectionstatechange": "iceconnectionstatechange",
     "iceConnectionStateChange": "iceconnectionstatechange",
     "connectionstatechange": "connectionstatechange",
@@ -249,11 +252,11 @@ def _event(builder: _Builder, kind: str, value: Any, at: float) -> None:
     if kind in _STATE_EVENTS:
         state = str(value).strip().strip('"')
         builder.states.append(StateRecord(round(at, 1), _STATE_EVENTS[kind], state))
-    elif kind in ("icecandidate", "onIceCandidate"):
+    elif kind in ("onicecandidate", "icecandidate", "onIceCandidate"):
         candidate = _candidate(value)
         if candidate is not None:
             builder.candidates.append(candidate)
-    elif kind in ("icecandidateerror", "onicecandidateerror"):
+    elif kind in ("onicecandidateerror", "icecandidateerror"):
         error = _error(value)
         if error is not None:
             builder.errors.append(error)

@@ -86,6 +86,11 @@ def verdict(record: PeerConnectionRecord) -> str:
             )
         return text + f"; TURN relays were gathered too (over {', '.join(relays)})"
     policy = " (iceTransportPolicy relay)" if record.ice_transport_policy == "relay" else ""
+    if not relays and turn_urls and not record.errors:
+        cause = (
+            f"; {', '.join(turn_urls)} gave neither a candidate nor an error: over UDP Chromium "
+            "reports a timeout only after about 40 s (the server is down, or UDP is blocked)"
+        )
     if not relays and (turn_urls or policy):
         return f"failed: no relay candidate{policy}{cause}"
     if not record.candidates:

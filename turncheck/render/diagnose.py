@@ -24,7 +24,7 @@ def _timeline(record: PeerConnectionRecord) -> str:
         for s in record.states
         if s.kind in ("iceconnectionstatechange", "connectionstatechange")
     ]
-    return " → ".join(dict.fromkeys(steps)) or "-"
+    return " → ".join(dict.fromkeys(steps)) or "new: ICE never started checking"
 
 
 def _candidates(record: PeerConnectionRecord) -> str:
