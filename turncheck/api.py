@@ -19,7 +19,6 @@ it is in the Report.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -139,10 +138,3 @@ def settings_for(
     else:
         resolver = Resolver(options.dns_server, timeout=options.timeout)
     return settings, resolver
-
-
-def entries_of(urls: Sequence[str], credentials: Credentials | None) -> tuple[ServerEntry, ...]:
-    """ServerEntry values for URL texts with one set of credentials (TURN URLs only)."""
-    from turncheck.plan import command_line_entries
-
-    return tuple(command_line_entries(list(urls), credentials, "api" if credentials else "none"))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -47,7 +47,6 @@ class FetchSpec:
     headers_env: tuple[tuple[str, str], ...] = ()  # (header name, environment variable)
     ca_file: str | None = None
     timeout: float = FETCH_TIMEOUT
-    extra: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def shown(self) -> str:

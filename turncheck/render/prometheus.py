@@ -181,8 +181,3 @@ def render(report: Report) -> str:
         lines.append(f"# TYPE {family.name} gauge")
         lines.extend(_sample(family.name, labels, value) for labels, value in family.samples)
     return "\n".join(lines) + "\n"
-
-
-def render_families(report: Report) -> str:
-    """The same metrics for the exporter's /probe answer (turncheck serve)."""
-    return render(report)

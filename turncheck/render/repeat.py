@@ -42,10 +42,6 @@ def round_lines(rnd: Round, planned: int, width: int) -> list[Text]:
     return [text]
 
 
-def round_line(rnd: Round, planned: int) -> Text:
-    return round_lines(rnd, planned, 10_000)[0]
-
-
 def _ms(values: dict[str, float] | None) -> str:
     if not values:
         return "-"

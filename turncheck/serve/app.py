@@ -59,7 +59,6 @@ class Exporter:
     in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
     slots: asyncio.Semaphore | None = None
     metrics: Any = None
-    started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         from turncheck.serve.metrics import ExporterMetrics
@@ -144,7 +143,7 @@ async def _options(module: Module, target: str, budget: float) -> Any:
 
 def exposition(report: Report | None, duration: float, openmetrics: bool, why: str = "") -> str:
     """probe_success, probe_duration_seconds, then the same metrics as --format prometheus."""
-    from turncheck.render.prometheus import render_families
+    from turncheck.render.prometheus import render as render_families
 
     lines = [
         "# HELP probe_success Whether a browser given the configuration gets what a call needs "
