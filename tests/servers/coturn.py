@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .ports import free_port_block, release_ports, terminate
+from .ports import free_port_block, release_ports, stop_server
 
 if TYPE_CHECKING:  # pragma: no cover
     import trustme
@@ -103,12 +103,7 @@ class Coturn:
         if self._stopped:
             return
         self._stopped = True
-        try:
-            terminate(self.process, self.process.send_signal, STOP_TIMEOUT)
-        finally:
-            for start, n in self._port_blocks:
-                release_ports(start, n)
-            self._port_blocks.clear()
+        stop_server(self.process, self._port_blocks, STOP_TIMEOUT)
 
 
 def _binding_request() -> tuple[bytes, bytes]:

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .coturn import RELAY_RANGE_SIZE, _tcp_connect_ok, stun_binding_ok
-from .ports import free_port_block, release_ports, terminate
+from .ports import free_port_block, release_ports, stop_server
 
 if TYPE_CHECKING:  # pragma: no cover
     import trustme
@@ -163,12 +163,7 @@ class Ejabberd:
         if self._stopped:
             return
         self._stopped = True
-        try:
-            terminate(self.process, self.process.send_signal, STOP_TIMEOUT)
-        finally:
-            for start, n in self._port_blocks:
-                release_ports(start, n)
-            self._port_blocks.clear()
+        stop_server(self.process, self._port_blocks, STOP_TIMEOUT)
 
 
 def ejabberd_missing() -> str | None:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .coturn import _tcp_connect_ok, stun_binding_ok
-from .ports import free_port_block, release_ports, terminate
+from .ports import free_port_block, release_ports, stop_server
 
 if TYPE_CHECKING:  # pragma: no cover
     import trustme
@@ -131,12 +131,9 @@ class PionServer:
         if self._stopped:
             return
         self._stopped = True
-        try:
-            terminate(self.process, self.process.send_signal, STOP_TIMEOUT)
-        finally:
-            if self._port_block is not None:
-                release_ports(*self._port_block)
-                self._port_block = None
+        blocks = [self._port_block] if self._port_block is not None else []
+        self._port_block = None
+        stop_server(self.process, blocks, STOP_TIMEOUT)
 
 
 def _go_env(build_dir: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-__all__ = ["free_port_block", "release_ports"]
+__all__ = ["free_port_block", "release_ports", "stop_server", "terminate"]
 
 _LOW = 20000
 _HIGH = 45000
@@ -99,6 +99,20 @@ def release_ports(start: int, n: int) -> None:
     """Forget a block returned by :func:`free_port_block` (after its server stopped)."""
     with _lock:
         _handed_out.difference_update(range(start, start + n))
+
+
+def stop_server(
+    process: subprocess.Popen,  # type: ignore[type-arg]
+    blocks: list[tuple[int, int]],
+    timeout: float,
+) -> None:
+    """Stop a test server by its PID (terminate()) and forget its port blocks, always."""
+    try:
+        terminate(process, process.send_signal, timeout)
+    finally:
+        for start, n in blocks:
+            release_ports(start, n)
+        blocks.clear()
 
 
 def terminate(
