@@ -9,15 +9,14 @@ from __future__ import annotations
 import pytest
 
 from turncheck import browser
-from turncheck.browser import IceServerInput, check_constructor, check_policy
+from turncheck.browser import IceServerInput, check_constructor, check_policy, parse_ice_url
 from turncheck.errors import ConfigRejected
-from turncheck.explain import Explanation
-from turncheck.report import Candidate, CheckResult
-from turncheck.urls import Transport, parse_url
+from turncheck.results import Candidate, CheckResult, Explanation
+from turncheck.urls import Transport
 
 
 def urls(*texts: str):
-    return [parse_url(t) for t in texts]
+    return [parse_ice_url(t) for t in texts]
 
 
 def test_protocol_and_port_as_chromium_uses_them() -> None:
@@ -30,18 +29,18 @@ def test_protocol_and_port_as_chromium_uses_them() -> None:
         "stun:h:19302": (Transport.UDP, 19302),
     }
     for text, expected in cases.items():
-        url = parse_url(text)
+        url = parse_ice_url(text)
         assert (browser.protocol_of(url), browser.port_of(url)) == expected, text
 
 
 def test_candidate_urls_are_chromiums() -> None:
-    assert browser.candidate_url(parse_url("turn:h")) == "turn:h:3478?transport=udp"
-    assert browser.candidate_url(parse_url("turns:h")) == "turns:h:5349?transport=tcp"
-    assert browser.candidate_url(parse_url("turns:h?transport=udp")) == (
+    assert browser.candidate_url(parse_ice_url("turn:h")) == "turn:h:3478?transport=udp"
+    assert browser.candidate_url(parse_ice_url("turns:h")) == "turns:h:5349?transport=tcp"
+    assert browser.candidate_url(parse_ice_url("turns:h?transport=udp")) == (
         "turns:h:5349?transport=tcp"
     )
-    assert browser.stun_url(parse_url("stuns:h")) == "stun:h:3478"
-    assert browser.stun_url(parse_url("turn:[::1]:3479")) == "stun:[::1]:3479"
+    assert browser.stun_url(parse_ice_url("stuns:h")) == "stun:h:3478"
+    assert browser.stun_url(parse_ice_url("turn:[::1]:3479")) == "stun:[::1]:3479"
 
 
 def test_relay_preference_falls_with_position_and_low_ports_are_skipped() -> None:
@@ -101,7 +100,7 @@ def _check(url: str, transport: str, kind: str, ok: bool, **kw: object) -> Check
 
 
 def test_view_relay_that_carries_no_data_is_gathered_but_calls_fail() -> None:
-    from turncheck.relay import RelayResult
+    from turncheck.results import RelayResult
 
     relay = Candidate("relay", "192.0.2.9", 50000, "udp", relay_protocol="udp")
     broken = RelayResult("peer", None, {}, Explanation(None, "relay path broken", "hint"))

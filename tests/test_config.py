@@ -8,6 +8,7 @@ import hmac
 
 import pytest
 
+from turncheck.browser import parse_ice_url
 from turncheck.config import (
     advice,
     parse_configuration,
@@ -17,7 +18,6 @@ from turncheck.config import (
 )
 from turncheck.errors import InputError
 from turncheck.plan import ServerEntry, entries_from
-from turncheck.urls import parse_url
 
 ENTRY = '{"urls": ["turn:a.example?transport=udp", "stun:a.example"], "username": "u", "credential": "c"}'
 
@@ -93,7 +93,7 @@ def test_rest_credentials_match_coturn_formula() -> None:
 def entries(*texts: str, username: str = "u") -> list[ServerEntry]:
     from turncheck.config import Credentials
 
-    return [ServerEntry(parse_url(t), Credentials(username, "p")) for t in texts]
+    return [ServerEntry(parse_ice_url(t), Credentials(username, "p")) for t in texts]
 
 
 def test_advice_lines() -> None:

@@ -153,32 +153,4 @@ def test_ctrl_c_at_any_moment_leaves_no_allocation(coturn_factory) -> None:
     assert made <= deleted, f"allocations left behind: {sorted(made - deleted)}"
 
 
-# The child says "up" once the console entry point is imported, then runs it: the
-# interrupts land in the imports run() guards, not in CPython's own start-up or the
-# import of the entry module itself, which nothing can guard (SECURITY.md).
-_ENTRY = (
-    "import sys; from turncheck.entry import run; "
-    "sys.stderr.write('up\\n'); sys.stderr.flush(); sys.exit(run())"
-)
-
-
-def test_ctrl_c_during_start_up_is_one_line_and_exit_130() -> None:
-    # Interrupts landing while turncheck imports (dataclasses exec() their methods then):
-    # CPython would re-raise SIGINT at exit unless turncheck leaves with os._exit(130).
-    deaths = []
-    for step in range(12):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _ENTRY, "probe", "stun:127.0.0.1:1", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stderr is not None
-        assert proc.stderr.readline() == "up\n"
-        time.sleep(step * 0.01)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
-        assert "Traceback" not in err, err
-        if proc.returncode not in (130, 1):  # 1: it had finished (the port is closed)
-            deaths.append((step, proc.returncode, err))
-    assert not deaths, deaths
+# Start-up interrupts, every stop signal and inherited disposition: tests/test_signals.py.

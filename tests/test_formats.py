@@ -17,11 +17,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers.coturn import Coturn
 from tests.servers.ports import free_port_block
-from turncheck.explain import Explanation
-from turncheck.relay import PathStats, RelayResult
 from turncheck.render import junit, prometheus
-from turncheck.report import Candidate, CheckResult, NatVerdict, Report
+from turncheck.report import Report
 from turncheck.require import Requirement
+from turncheck.results import (
+    Candidate,
+    CheckResult,
+    Explanation,
+    NatVerdict,
+    PathStats,
+    RelayResult,
+)
 
 CREDS = ("-u", "alice", "-p", "s3cret")
 JUNIT_XSD = Path(__file__).parent / "data" / "junit.xsd"

@@ -17,6 +17,7 @@ import pytest
 
 from tests.servers.coturn import Coturn
 from tests.servers.ports import free_port_block
+from turncheck.browser import parse_ice_url
 from turncheck.checks import CheckSettings, make_ssl_context
 from turncheck.config import Credentials
 from turncheck.plan import ServerEntry, build_targets
@@ -24,7 +25,6 @@ from turncheck.probe import run_probe
 from turncheck.relay import RelaySettings
 from turncheck.report import Report
 from turncheck.resolve import Resolver
-from turncheck.urls import parse_url
 
 CREDS = ("-u", "alice", "-p", "s3cret")
 ALICE = Credentials("alice", "s3cret")
@@ -148,7 +148,7 @@ def test_many_cli_runs_leave_no_file_descriptor_or_thread(
 def _entries(*urls: str) -> list[ServerEntry]:
     out = []
     for text in urls:
-        url = parse_url(text)
+        url = parse_ice_url(text)
         creds = ALICE if url.is_turn else None
         out.append(ServerEntry(url, creds, "command line" if creds else "none"))
     return out

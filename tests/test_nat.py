@@ -176,7 +176,7 @@ def test_classic_check_speaks_in_words(monkeypatch, coturn, behaviour: str, expe
 
 
 def _binding(server: str, mapped: str, other: dict | None = None) -> object:
-    from turncheck.report import Candidate, CheckResult
+    from turncheck.results import Candidate, CheckResult
 
     ip, port = mapped.rsplit(":", 1)
     details: dict = {"local_ip": "192.0.2.2"}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from turncheck.browser import parse_ice_url
 from turncheck.config import Credentials
 from turncheck.errors import ConfigRejected, InputError
 from turncheck.plan import ServerEntry, build_targets, command_line_entries, parse_transports
-from turncheck.urls import Transport, parse_url
+from turncheck.urls import Transport
 
 U, T, S = Transport.UDP, Transport.TCP, Transport.TLS
 
@@ -15,7 +16,7 @@ U, T, S = Transport.UDP, Transport.TCP, Transport.TLS
 def plan(
     text: str, override: tuple[Transport, ...] | None = None
 ) -> list[tuple[str, int, str | None, str]]:
-    entry = ServerEntry(parse_url(text), Credentials("a", "b"))
+    entry = ServerEntry(parse_ice_url(text), Credentials("a", "b"))
     return [
         (t.transport.value, t.port, t.srv_name, t.role) for t in build_targets([entry], override)
     ]
@@ -34,7 +35,7 @@ def test_bare_url_is_udp_for_the_browser_plus_extras_and_srv() -> None:
 
 
 def test_browser_udp_target_resolves_the_absolute_name() -> None:
-    entry = ServerEntry(parse_url("turn:example.com"), Credentials("a", "b"))
+    entry = ServerEntry(parse_ice_url("turn:example.com"), Credentials("a", "b"))
     udp, tcp, *_ = build_targets([entry])
     assert udp.absolute and not tcp.absolute
 

@@ -20,11 +20,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from turncheck import stun
+from turncheck.browser import parse_ice_url
 from turncheck.config import IceServer, parse_ice_servers
 from turncheck.errors import CheckFailure, InputError
 from turncheck.plan import ServerEntry, entries_from
 from turncheck.transport import Address, Channel, RetryPolicy, StreamChannel
-from turncheck.urls import IceUrl, parse_url
+from turncheck.urls import IceUrl
 
 
 def bounded(n: int) -> settings:
@@ -465,7 +466,7 @@ def test_stream_answer_after_well_framed_garbage_completes_the_transaction(
 
 def parse_or_input_error(text: str) -> IceUrl | None:
     try:
-        url = parse_url(text)
+        url = parse_ice_url(text)
     except InputError as exc:
         assert "the browser throws " in str(exc)
         return None
@@ -474,7 +475,7 @@ def parse_or_input_error(text: str) -> IceUrl | None:
 
 
 def assert_round_trip(url: IceUrl) -> None:
-    again = parse_url(str(url))
+    again = parse_ice_url(str(url))
     assert (again.scheme, again.host, again.port, again.transport) == (
         url.scheme,
         url.host,
@@ -578,7 +579,7 @@ def test_well_formed_urls_parse_and_round_trip(
     text = f"{scheme}:{host}" + (f":{port}" if port else "")
     if transport and scheme.startswith("turn") and not (scheme == "turns" and transport == "udp"):
         text += f"?transport={transport}"
-    url = parse_url(text)
+    url = parse_ice_url(text)
     assert url.host == host.strip("[]") and url.port == port
     assert_round_trip(url)
 
@@ -586,7 +587,7 @@ def test_well_formed_urls_parse_and_round_trip(
 def test_a_newline_inside_the_host_is_refused() -> None:
     # Found by the property above: "$" also matched before a trailing newline.
     with pytest.raises(InputError):
-        parse_url("turn:ho\n.example.org:3478")
+        parse_ice_url("turn:ho\n.example.org:3478")
 
 
 # -- iceServers JSON ---------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from turncheck.explain import Explanation, relay_notes
-from turncheck.relay import EchoMeter, PathStats, RelayResult
-from turncheck.report import CheckResult
+from turncheck.explain import relay_notes
+from turncheck.relay import EchoMeter
+from turncheck.results import CheckResult, Explanation, PathStats, RelayResult
 
 
 def make_meter(count: int = 4) -> EchoMeter:

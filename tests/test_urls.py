@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from turncheck.browser import parse_ice_url
 from turncheck.errors import ConfigRejected
-from turncheck.urls import Scheme, Transport, parse_url
+from turncheck.urls import Scheme, Transport
 
 
 @pytest.mark.parametrize(
@@ -31,16 +32,17 @@ from turncheck.urls import Scheme, Transport, parse_url
 def test_valid_urls(
     text: str, scheme: Scheme, host: str, port: int | None, transport: Transport | None
 ) -> None:
-    url = parse_url(text)
+    url = parse_ice_url(text)
     assert (url.scheme, url.host, url.port, url.transport) == (scheme, host, port, transport)
 
 
 def test_round_trip_text() -> None:
-    assert str(parse_url("turn:[::1]:3478?transport=udp")) == "turn:[::1]:3478?transport=udp"
+    assert str(parse_ice_url("turn:[::1]:3478?transport=udp")) == "turn:[::1]:3478?transport=udp"
     assert (
-        str(parse_url("turns:h.example:443?transport=tcp")) == "turns:h.example:443?transport=tcp"
+        str(parse_ice_url("turns:h.example:443?transport=tcp"))
+        == "turns:h.example:443?transport=tcp"
     )
-    assert str(parse_url("turns:h.example?transport=udp")) == "turns:h.example?transport=udp"
+    assert str(parse_ice_url("turns:h.example?transport=udp")) == "turns:h.example?transport=udp"
 
 
 P = "ICE server parsing failed: "
@@ -95,7 +97,7 @@ def test_invalid_urls_give_chromiums_exception_and_message(
     text: str, exception: str, message: str, why: str
 ) -> None:
     with pytest.raises(ConfigRejected) as info:
-        parse_url(text)
+        parse_ice_url(text)
     assert (info.value.exception, info.value.message) == (exception, message)
     assert why in info.value.why
     line = str(info.value)

@@ -23,9 +23,10 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from turncheck.errors import ConfigRejected
+from turncheck.results import CheckResult
 from turncheck.urls import (
     DEFAULT_PORT,
     DEFAULT_TLS_PORT,
@@ -34,9 +35,6 @@ from turncheck.urls import (
     Transport,
     hostport,
 )
-
-if TYPE_CHECKING:
-    from turncheck.report import CheckResult
 
 ENGINE = "chromium"
 

@@ -26,9 +26,9 @@ from turncheck.errors import (
     UnprotectedAnswer,
 )
 from turncheck.explain import explain, rest_credential_failure
-from turncheck.relay import RelayResult, RelaySettings, echo_between, echo_via_peer
-from turncheck.report import Candidate, CheckResult
+from turncheck.relay import RelaySettings, echo_between, echo_via_peer
 from turncheck.resolve import Endpoint
+from turncheck.results import Candidate, CheckResult, RelayResult
 from turncheck.transport import (
     Address,
     Channel,
@@ -37,6 +37,7 @@ from turncheck.transport import (
     TlsInfo,
     Tracer,
     UdpChannel,
+    local_ip_towards,
 )
 from turncheck.turn import Allocation, Redirect, alternate_of
 from turncheck.urls import Transport, fmt_address
@@ -86,14 +87,6 @@ class UdpPool:
         for channel in self._channels.values():
             await channel.aclose()
         self._channels.clear()
-
-
-def local_ip_towards(dest: Address) -> str | None:
-    """The source address this host uses towards dest (a routing lookup; nothing is sent)."""
-    with contextlib.suppress(OSError), socket.socket(_family(dest[0]), socket.SOCK_DGRAM) as probe:
-        probe.connect(dest)
-        return str(probe.getsockname()[0])
-    return None
 
 
 def _family(address: str) -> int:
@@ -310,9 +303,7 @@ async def _binding_on(
         local_ip = local_ip_towards(server)
         if local_ip is not None:
             details["local_ip"] = local_ip  # the browser drops a srflx equal to its host address
-    from turncheck.nat import other_address
-
-    other, method = other_address(attrs)
+    other, method = stun.other_address(attrs)
     same_family = other is not None and (":" in str(other[0])) == (":" in server[0])
     if other is not None and same_family and isinstance(channel, UdpChannel):
         # Mapping test II (RFC 5780, or RFC 3489's CHANGED-ADDRESS) from the same socket: the

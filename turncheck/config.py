@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turncheck.browser import check_policy
 from turncheck.errors import InputError
+from turncheck.urls import Scheme, Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +114,6 @@ def parse_configuration(text: str, name: str = "<input>") -> IceConfiguration:
         )
     relay_only = False
     if isinstance(document, dict) and "iceTransportPolicy" in document:
-        from turncheck.browser import check_policy
-
         relay_only = check_policy(document["iceTransportPolicy"], f"iceTransportPolicy in {name}")
     servers = [_entry(value, f"{key}[{i}] in {name}") for i, value in enumerate(entries)]
     return IceConfiguration(servers, relay_only)
@@ -213,8 +213,6 @@ EXPIRY_WARNING = 3600  # seconds: a REST credential closer than this to its expi
 
 def advice(entries: list[Any], now: float | None = None) -> list[str]:
     """What a careful engineer would say about this set of ICE servers (ServerEntry values)."""
-    from turncheck.urls import Scheme, Transport
-
     now = time.time() if now is None else now
     out: list[str] = []
     urls = [e.url for e in entries]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from turncheck.browser import BrowserView, parse_ice_url
+from turncheck.config import rest_expiry
 from turncheck.errors import (
     AuthFailure,
     CheckFailure,
@@ -19,18 +20,8 @@ from turncheck.errors import (
     TransactionTimeout,
     UnprotectedAnswer,
 )
-
-if TYPE_CHECKING:
-    from turncheck.browser import BrowserView
-    from turncheck.report import CheckResult
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    code: int | None
-    reason: str
-    hint: str
-
+from turncheck.results import CheckResult, Explanation
+from turncheck.tlsinfo import WARN_DAYS
 
 # STUN/TURN error codes (RFC 8489 §14.8, RFC 8656 §18.2): (what it means, what to try).
 STUN_CODES: dict[int, tuple[str, str]] = {
@@ -444,9 +435,8 @@ def _dead_addresses(checks: Sequence[CheckResult]) -> str:
         alive = [s for s, cs in servers.items() if any(c.ok for c in cs)]
         if not dead or not alive:
             continue
-        from turncheck.urls import parse_url
 
-        host = parse_url(url).host
+        host = parse_ice_url(url).host
         addresses = ", ".join(s.rsplit(":", 1)[0].strip("[]") for s in dead)
         transports = _list(sorted({c.transport for cs in dead.values() for c in cs}, key=_order))
         reason = _shared_cause([c for cs in dead.values() for c in cs])
@@ -529,7 +519,6 @@ def relay_only_verdict(checks: Sequence[CheckResult], base: str) -> str:
 
 def tls_notes(checks: Sequence[CheckResult], now: float | None = None) -> tuple[str, ...]:
     """Certificate warnings for passing checks: near expiry, and what --insecure let through."""
-    from turncheck.tlsinfo import WARN_DAYS
 
     notes: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -571,7 +560,6 @@ def tls_notes(checks: Sequence[CheckResult], now: float | None = None) -> tuple[
 
 def rest_credential_failure(reason: Explanation, username: str, now: float) -> Explanation:
     """A 401 with an expired TURN REST API username: say that, not 'wrong password'."""
-    from turncheck.config import rest_expiry
 
     expiry = rest_expiry(username)
     if expiry is None or expiry > now or reason.code not in (401, 441):
@@ -657,9 +645,8 @@ def _also_works(view: BrowserView, checks: Sequence[CheckResult]) -> str:
     for check in checks:
         if not (check.extra and check.kind == "turn" and check.ok) or check.via.startswith("SRV"):
             continue
-        from turncheck.urls import parse_url
 
-        name = parse_url(check.url).host_for_url
+        name = parse_ice_url(check.url).host_for_url
         port = check.port
         if check.transport == "tcp":
             url = f"turn:{name}:{port}?transport=tcp"

@@ -17,15 +17,15 @@ import struct
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from turncheck.checks import CheckSettings, allocation_on, open_channel
+from turncheck.checks import CheckSettings, allocated
 from turncheck.errors import CheckFailure, InputError, TransactionTimeout, UnprotectedAnswer
 from turncheck.explain import explain
 from turncheck.resolve import Endpoint
-from turncheck.transport import Address, Channel
+from turncheck.transport import Address
 from turncheck.turn import FIRST_CHANNEL, Allocation, Redirect
 
 _PACKET = struct.Struct("!4sIId")  # magic, pair id, sequence, send time (loop clock)
@@ -155,15 +155,15 @@ class Fleet:
         self.allocations: list[Allocation] = []
         self._stacks: list[contextlib.AsyncExitStack] = []
 
-    async def open(
+    async def allocate(
         self, ep: Endpoint, server: Address, settings: CheckSettings, deadline: float
     ) -> Allocation:
+        """An allocation on a fresh channel, made the way probe makes its own
+        (checks.allocated: a 437 for a just-deleted allocation on a reused local port is
+        retried from a fresh one); kept until close()."""
         stack = contextlib.AsyncExitStack()
         self._stacks.append(stack)
-        channel: Channel = await stack.enter_async_context(
-            open_channel(ep, server, settings, deadline)
-        )
-        allocation = allocation_on(ep, channel, server, settings)
+        _, allocation = await stack.enter_async_context(allocated(ep, server, settings, deadline))
         self.allocations.append(allocation)
         return allocation
 
@@ -241,11 +241,6 @@ async def _open_pairs(
     gate = asyncio.Semaphore(load.concurrency)
     start = loop.time()
 
-    async def allocate(allocation: Allocation, deadline: float) -> None:
-        began = time.monotonic()
-        await allocation.allocate(deadline)
-        tally.alloc_latency.append(time.monotonic() - began)
-
     async def one(index: int) -> None:
         if load.ramp is not None:
             # Ramp: pair i may start at i / ramp seconds (pacing, not waiting on an outcome).
@@ -256,10 +251,14 @@ async def _open_pairs(
             tally.attempted += 1
             deadline = loop.time() + settings.timeout
             try:
-                a = await fleet.open(ep, server, settings, deadline)
-                b = await fleet.open(ep, server, settings, deadline)
-                await asyncio.gather(allocate(a, deadline), allocate(b, deadline))
+                a, b = await _both(
+                    fleet.allocate(ep, server, settings, deadline),
+                    fleet.allocate(ep, server, settings, deadline),
+                )
                 assert a.relayed is not None and b.relayed is not None
+                for allocation in (a, b):
+                    if allocation.took is not None:
+                        tally.alloc_latency.append(allocation.took)
                 # ChannelBind installs the permission too (RFC 8656 §11.2): one request each way.
                 await asyncio.gather(
                     a.channel_bind(FIRST_CHANNEL, b.relayed, deadline),
@@ -274,6 +273,19 @@ async def _open_pairs(
             tally.succeeded += 1
 
     await asyncio.gather(*(one(i) for i in range(load.clients)))
+
+
+async def _both(
+    first: Coroutine[Any, Any, Allocation], second: Coroutine[Any, Any, Allocation]
+) -> tuple[Allocation, Allocation]:
+    """Both allocations at once; when one fails the other is cancelled (and so deleted by its
+    own clean-up) and the first failure is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            a, b = group.create_task(first), group.create_task(second)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return a.result(), b.result()
 
 
 def _wire(pair: Pair, tally: Tally, loop: asyncio.AbstractEventLoop) -> None:

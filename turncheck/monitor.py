@@ -14,7 +14,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from turncheck.report import CheckResult, Report
+from turncheck.report import Report
+from turncheck.results import CheckResult
 
 Key = tuple[str, str, str, str]  # url, transport, kind, server
 

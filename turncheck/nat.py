@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turncheck import stun
-from turncheck.checks import local_ip_towards
 from turncheck.errors import CheckFailure, ConnectFailure
-from turncheck.report import CheckResult, NatVerdict
-from turncheck.transport import Address, RetryPolicy, Tracer, UdpChannel
+from turncheck.results import CheckResult, NatVerdict
+from turncheck.transport import Address, RetryPolicy, Tracer, UdpChannel, local_ip_towards
 from turncheck.urls import fmt_address
 
 EIM = "endpoint-independent"
@@ -188,7 +187,7 @@ async def _binding(
     mapped = attrs.get("XOR-MAPPED-ADDRESS") or attrs.get("MAPPED-ADDRESS")
     if answer.message.message_class != stun.Class.RESPONSE or mapped is None:
         return None
-    other, method = other_address(attrs)
+    other, method = stun.other_address(attrs)
     plain = attrs.get("MAPPED-ADDRESS")
     return _Reply(
         (str(mapped[0]), int(mapped[1])),
@@ -196,17 +195,6 @@ async def _binding(
         (str(plain[0]), int(plain[1])) if plain and "XOR-MAPPED-ADDRESS" in attrs else None,
         method,
     )
-
-
-def other_address(attrs: dict[str, Any]) -> tuple[Address | None, str | None]:
-    """The server's alternate address for the mapping tests, and which RFC named it: RFC
-    5780's OTHER-ADDRESS first, else RFC 3489's CHANGED-ADDRESS (one method for probe and
-    nat)."""
-    for name, method in (("OTHER-ADDRESS", "rfc5780"), ("CHANGED-ADDRESS", "rfc3489")):
-        value = attrs.get(name)
-        if value:
-            return (str(value[0]), int(value[1])), method
-    return None, None
 
 
 async def discover(

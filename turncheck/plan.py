@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from turncheck.browser import IceServerInput, check_constructor, port_of, protocol_of
+from turncheck.browser import (
+    IceServerInput,
+    check_constructor,
+    parse_ice_url,
+    port_of,
+    protocol_of,
+)
 from turncheck.config import Credentials, IceServer
 from turncheck.errors import ConfigRejected, InputError
 from turncheck.urls import DEFAULT_PORT, DEFAULT_TLS_PORT, IceUrl, Scheme, Transport
@@ -78,7 +84,7 @@ def names_transport(url: IceUrl) -> bool:
 
 
 def extra_transports(url: IceUrl) -> tuple[Transport, ...]:
-    """What turncheck checks beyond the browser's use of a URL (the README's table)."""
+    """What turncheck checks beyond the browser's use of a URL (the table in docs/probe.md)."""
     if names_transport(url):
         return ()
     if url.scheme is Scheme.STUNS:
@@ -179,9 +185,7 @@ def command_line_entries(
     credentials (environment credentials given to stun: URLs are simply not used)."""
     out: list[ServerEntry] = []
     for text in texts:
-        from turncheck.urls import parse_url
-
-        url = parse_url(text)
+        url = parse_ice_url(text)
         creds = credentials if url.is_turn else None
         server = IceServerInput(
             (text,),

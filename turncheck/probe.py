@@ -21,9 +21,10 @@ from turncheck.explain import (
 )
 from turncheck.nat import symmetric_from_bindings
 from turncheck.plan import Target
-from turncheck.report import CheckResult, Report
+from turncheck.report import Report
 from turncheck.require import Requirements, evaluate
 from turncheck.resolve import Endpoint, Resolver
+from turncheck.results import CheckResult
 
 
 async def _guarded(coro: Awaitable[CheckResult], ep: Endpoint, kind: str) -> CheckResult:

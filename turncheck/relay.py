@@ -15,11 +15,11 @@ import os
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from turncheck.errors import CheckFailure, ConnectFailure, RelayFailure
-from turncheck.explain import Explanation, explain
+from turncheck.explain import explain
+from turncheck.results import Explanation, PathStats, RelayResult
 from turncheck.transport import Address
 from turncheck.turn import FIRST_CHANNEL, Allocation
 from turncheck.urls import fmt_address
@@ -41,72 +41,6 @@ class RelaySettings:
     interval: float = 0.02
     peer: Address | None = None  # an outside UDP echo peer instead of a second allocation
     grace: float = 1.0  # how long to wait for the last echoes after the last send
-
-
-@dataclass(frozen=True, slots=True)
-class PathStats:
-    """Echo statistics of one relaying path."""
-
-    path: str
-    sent: int
-    received: int
-    rtt_min: float | None
-    rtt_avg: float | None
-    rtt_max: float | None
-    jitter: float | None
-    out_of_order: int
-    duplicates: int
-
-    @property
-    def loss_pct(self) -> float:
-        return 0.0 if self.sent == 0 else 100.0 * (self.sent - self.received) / self.sent
-
-    def to_json(self) -> dict[str, Any]:
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 3)
-
-        return {
-            "path": self.path,
-            "sent": self.sent,
-            "received": self.received,
-            "loss_pct": round(self.loss_pct, 2),
-            "rtt_ms": {"min": ms(self.rtt_min), "avg": ms(self.rtt_avg), "max": ms(self.rtt_max)},
-            "jitter_ms": ms(self.jitter),
-            "out_of_order": self.out_of_order,
-            "duplicates": self.duplicates,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RelayResult:
-    """The relay check of one allocation: its main path's figures, each path's outcome."""
-
-    peer: str  # "second allocation at <addr>" or the --peer address
-    stats: PathStats | None  # the path reported: channel when it works, else indication
-    paths: dict[str, PathStats | Explanation] = field(default_factory=dict)
-    error: Explanation | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.stats is not None and self.stats.received > 0
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = self.stats.to_json() if self.stats else {"path": None}
-        out["peer"] = self.peer
-        out["paths"] = {
-            name: (
-                {"ok": value.received > 0, "sent": value.sent, "received": value.received}
-                if isinstance(value, PathStats)
-                else {"ok": False, "error": _error_json(value)}
-            )
-            for name, value in self.paths.items()
-        }
-        out["error"] = _error_json(self.error) if self.error else None
-        return out
-
-
-def _error_json(e: Explanation) -> dict[str, Any]:
-    return {"code": e.code, "reason": e.reason, "hint": e.hint}
 
 
 class EchoMeter:

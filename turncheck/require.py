@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from turncheck.errors import InputError
-from turncheck.report import CheckResult
+from turncheck.results import CheckResult
 
 KINDS = ("relay", "srflx", "udp", "tcp", "tls")
 

@@ -144,3 +144,14 @@ def method_name(method: Method) -> str:
 def family_attribute(address: str) -> int:
     """REQUESTED-ADDRESS-FAMILY value (RFC 8656 §18.11): family byte, then 3 bytes RFFU."""
     return (0x02 if ":" in address else 0x01) << 24
+
+
+def other_address(attrs: dict[str, Any]) -> tuple[tuple[str, int] | None, str | None]:
+    """The server's alternate address for the mapping tests, and which RFC named it: RFC
+    5780's OTHER-ADDRESS first, else RFC 3489's CHANGED-ADDRESS (one method for probe and
+    nat)."""
+    for name, method in (("OTHER-ADDRESS", "rfc5780"), ("CHANGED-ADDRESS", "rfc3489")):
+        value = attrs.get(name)
+        if value:
+            return (str(value[0]), int(value[1])), method
+    return None, None

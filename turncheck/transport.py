@@ -684,3 +684,16 @@ def _cert_failure(exc: ssl.SSLCertVerificationError, cert: CertInfo | None) -> T
     else:
         kind = "verify"
     return TlsFailure(kind, message, cert)
+
+
+def local_ip_towards(dest: Address) -> str | None:
+    """The source address this host uses towards dest (a routing lookup; nothing is sent)."""
+    with (
+        contextlib.suppress(OSError),
+        socket.socket(
+            socket.AF_INET6 if ":" in dest[0] else socket.AF_INET, socket.SOCK_DGRAM
+        ) as probe,
+    ):
+        probe.connect(dest)
+        return str(probe.getsockname()[0])
+    return None

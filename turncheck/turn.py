@@ -73,6 +73,7 @@ class Allocation:
         self.lifetime: int | None = None
         self.software: str | None = None
         self.first_rtt: float | None = None
+        self.took: float | None = None  # seconds the Allocate took, its 401 round included
         self.deleted: bool | None = None  # None: nothing to delete
         self._channels: dict[int, Address] = {}
         self._maybe_allocated = False
@@ -211,6 +212,7 @@ class Allocation:
 
     async def allocate(self, deadline: float) -> None:
         """Allocate a UDP relay: challenge, authenticated retry, 438 once (RFC 8656 §7)."""
+        began = asyncio.get_running_loop().time()
         attrs: dict[str, Any] = {"REQUESTED-TRANSPORT": stun.REQUESTED_TRANSPORT_UDP}
         if ":" in self.server[0]:
             # As libwebrtc does: over IPv6 to the server, ask for an IPv6 relay (RFC 8656 §7.1).
@@ -243,6 +245,7 @@ class Allocation:
         self.lifetime = response.attributes.get("LIFETIME")
         software = response.attributes.get("SOFTWARE")
         self.software = stun.clean_text(software) if software else None
+        self.took = asyncio.get_running_loop().time() - began
 
     async def refresh(self, deadline: float, lifetime: int = 600) -> None:
         """Refresh the allocation's lifetime (RFC 8656 §8) in a long run."""

@@ -85,12 +85,3 @@ def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return ipaddress.ip_address(text)
     except ValueError:
         return None
-
-
-def parse_url(text: str) -> IceUrl:
-    """Parse a stun:/stuns:/turn:/turns: URL as Chromium does; ConfigRejected (an InputError
-    naming the URL, the browser's exception and message) otherwise. The grammar lives in the
-    browser model (browser.py)."""
-    from turncheck.browser import parse_ice_url
-
-    return parse_ice_url(text)

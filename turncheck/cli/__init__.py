@@ -21,7 +21,7 @@ try:  # typer >= 0.20 vendors click privately; older releases use the click pack
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
-from turncheck import __version__
+from turncheck import __version__, signals
 from turncheck.cli.common import ExitStatus
 from turncheck.errors import InputError
 
@@ -61,34 +61,13 @@ from turncheck.cli import nat as _nat  # noqa: E402,F401
 from turncheck.cli import probe as _probe  # noqa: E402,F401
 from turncheck.cli import serve as _serve  # noqa: E402,F401
 
-# SIGTERM (CI job timeouts, systemd, kill) and SIGHUP (a closed terminal) end a run like
-# Ctrl-C: the handler re-raises them as SIGINT, which asyncio turns into cancelling the
-# run, so every allocation is deleted and the partial summary printed; the exit code then
-# says which signal it was (128 + its number).
-_received: list[int] = []
-
-
-def _as_interrupt(signum: int, frame: object) -> None:
-    if not _received:
-        _received.append(signum)
-    signal.raise_signal(signal.SIGINT)
-
-
-def _install_signals() -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        try:
-            signal.signal(sig, _as_interrupt)
-        except (ValueError, OSError):  # not the main thread (an embedding caller)
-            return
-
 
 def _interrupted() -> int:
-    if _received:
-        name = signal.Signals(_received[0]).name
-        _error_line(f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name})")
-        return 128 + _received[0]
-    _error_line("interrupted")
-    return ExitStatus.INTERRUPTED
+    """The one line and exit code of a run a stop signal ended (signals.py); Ctrl-C when
+    the interrupt came as KeyboardInterrupt (main() called in a process of someone else's)."""
+    signum = signals.first() or signal.SIGINT
+    _error_line(signals.describe(signum))
+    return 128 + signum
 
 
 def _wants_nagios(args: list[str]) -> bool:
@@ -105,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from turncheck.cli.common import _pending
 
     args = sys.argv[1:] if argv is None else argv
-    _received.clear()
+    signals.reset()
     _pending.clear()
-    _install_signals()
     nagios = _wants_nagios(args)
     try:
         result = app(args=args, prog_name="turncheck", standalone_mode=False)
@@ -136,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     except click_exc.ClickException as exc:
         _error_line(exc.format_message())
         return exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort, signals.Stopped):
         return _interrupted()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -145,6 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         _error_line(f"internal error ({type(exc).__name__}: {exc}); please report this bug")
         return ExitStatus.INTERNAL_ERROR
     code = int(result) if isinstance(result, int) else ExitStatus.OK
-    if code == ExitStatus.INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
-        return _interrupted()
+    if code == ExitStatus.INTERRUPTED or signals.first() is not None:
+        return _interrupted()  # a partial result was rendered; the exit code says it was cut
     return code

@@ -203,7 +203,7 @@ def hint_json_as_url(urls: list[str]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """Where and how a command's answer goes (README "Output")."""
+    """Where and how a command's answer goes (docs/probe.md "Use in CI")."""
 
     fmt: str  # table | json | junit | prometheus | nagios
     path: str | None  # None: stdout ("-" is stdout too)
@@ -248,15 +248,15 @@ def emit(text: str, output: str | None) -> None:
 
 
 def run_with_progress(coro: Callable[[], Coroutine[Any, Any, T]], message: str, spinner: bool) -> T:
-    """asyncio.run with a spinner on stderr, only when both ends are a terminal."""
-    import asyncio
+    """signals.run with a spinner on stderr, only when both ends are a terminal."""
+    from turncheck import signals
 
     if not (spinner and sys.stderr.isatty() and sys.stdout.isatty()):
-        return asyncio.run(coro())  # no rich import on this path: ~30 ms saved
+        return signals.run(coro())  # no rich import on this path: ~30 ms saved
     from rich.console import Console
 
     with Console(stderr=True).status(message, spinner="dots"):
-        return asyncio.run(coro())
+        return signals.run(coro())
 
 
 # -- a run's settings -----------------------------------------------------------------------

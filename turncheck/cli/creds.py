@@ -24,12 +24,12 @@ def creds(
     secret: o.SecretOpt = None,
 ) -> None:
     """Mint time-limited TURN REST API credentials: an iceServers JSON snippet on stdout."""
+    from turncheck.browser import parse_ice_url
     from turncheck.render.json import dumps
-    from turncheck.urls import parse_url
 
     refuse_argv_secret(secret)
     for text in urls:
-        parse_url(text)
+        parse_ice_url(text)
     minted = minted_credentials(secret_file, rest_user(rest_user_, old_user), ttl)
     if minted is None:
         raise InputError("turncheck creds needs --secret-file PATH or TURNCHECK_SECRET")

@@ -117,12 +117,12 @@ def load(
     old_user: o.OldUserOpt = None,
 ) -> None:
     """Capacity test: N allocation pairs relaying echoed packets at a call's rate."""
-    import asyncio
-
+    from turncheck import signals
+    from turncheck.browser import parse_ice_url
     from turncheck.load import LoadSettings, check_limits
     from turncheck.plan import build_targets, command_line_entries, parse_transports
     from turncheck.resolve import parse_dns_server
-    from turncheck.urls import Transport, parse_url
+    from turncheck.urls import Transport
 
     settings_ = LoadSettings(
         clients=clients,
@@ -140,7 +140,7 @@ def load(
     user = rest_user(rest_user_, old_user)
     minted = minted_credentials(secret_file, user, ttl or 3600 + int(duration))
     if url is not None:
-        parsed = parse_url(url)
+        parsed = parse_ice_url(url)
         if not parsed.is_turn:
             raise InputError(f"turncheck load needs a turn: or turns: URL, not '{url}'")
         given = credentials(ctx, username, credential, needed=True)
@@ -167,9 +167,9 @@ def load(
     if settings_.event_loop == "uvloop":
         import uvloop
 
-        result = uvloop.run(coro)
+        result = signals.run(coro, loop_factory=uvloop.new_event_loop)
     else:
-        result = asyncio.run(coro)
+        result = signals.run(coro)
 
     def draw(console: object) -> None:
         from turncheck.render.load import render as render_load

@@ -67,9 +67,10 @@ def nat(
     dry_run: o.DryRunOpt = False,
 ) -> None:
     """NAT behaviour (RFC 5780): mapping, filtering, NAT type, public address, advice."""
+    from turncheck.browser import parse_ice_url
     from turncheck.plan import DEFAULT_STUN_SERVERS, ServerEntry, build_targets
     from turncheck.resolve import parse_dns_server
-    from turncheck.urls import Transport, parse_url
+    from turncheck.urls import Transport
 
     fams = families(ipv4, ipv6)
     check_timeout(timeout)
@@ -78,14 +79,14 @@ def nat(
     server = parse_dns_server(dns_server) if dns_server else None
     texts = list(urls or ())
     hint_json_as_url(texts)
-    entries = [ServerEntry(parse_url(text)) for text in texts]
+    entries = [ServerEntry(parse_ice_url(text)) for text in texts]
     if ice_servers is not None:
         from turncheck.config import read_ice_servers
         from turncheck.plan import entries_from
 
         entries += entries_from(read_ice_servers(ice_servers).servers)
     if not entries:
-        entries = [ServerEntry(parse_url(text)) for text in DEFAULT_STUN_SERVERS]
+        entries = [ServerEntry(parse_ice_url(text)) for text in DEFAULT_STUN_SERVERS]
     targets = [
         t
         for t in build_targets(entries, (Transport.UDP,))

@@ -1,6 +1,7 @@
 """The options every command shares, declared once, each in its help panel.
 
-The same name, default and meaning on every command that takes it (README "Options").
+The same name, default and meaning on every command that takes it (docs/probe.md,
+"Options every command shares").
 Old spellings that CI scripts may still use stay as hidden aliases with a deprecation
 note (common.deprecated).
 """

@@ -217,8 +217,7 @@ def probe(
         relay_only,
     )
     if ice_servers_url is not None:
-        import asyncio
-
+        from turncheck import signals
         from turncheck.cli.common import fetch_spec
         from turncheck.config import advice
         from turncheck.icefetch import fetch
@@ -234,7 +233,7 @@ def probe(
             ca_file,
             timeout,
         )
-        fetched = asyncio.run(fetch(spec))
+        fetched = signals.run(fetch(spec))
         if not urls and ice_servers is None:
             entries = []  # the default STUN servers stood in for "no server given"
         entries = entries + entries_from(fetched.servers)
@@ -313,13 +312,13 @@ def server_entries(
     relay_only: bool,
 ) -> tuple[list[ServerEntry], bool, tuple[str, ...]]:
     """The URLs of the command line and of --ice-servers, validated as a browser does."""
+    from turncheck.browser import parse_ice_url
     from turncheck.config import advice, read_ice_servers
     from turncheck.plan import DEFAULT_STUN_SERVERS, ServerEntry, command_line_entries, entries_from
-    from turncheck.urls import parse_url
 
     texts = list(urls or ())
     hint_json_as_url(texts)
-    parsed = [parse_url(t) for t in texts]
+    parsed = [parse_ice_url(t) for t in texts]
     given = credentials(ctx, username, credential, needed=any(u.is_turn for u in parsed))
     minted = minted_credentials(secret_file, user, ttl)
     creds, source = pick_credentials(given, minted)
@@ -330,7 +329,7 @@ def server_entries(
         relay_only = relay_only or configuration.relay_only
     config_advice = tuple(advice(entries)) if entries else ()
     if not entries:
-        entries = [ServerEntry(parse_url(text)) for text in DEFAULT_STUN_SERVERS]
+        entries = [ServerEntry(parse_ice_url(text)) for text in DEFAULT_STUN_SERVERS]
     return entries, relay_only, config_advice
 
 
@@ -378,8 +377,7 @@ def _repeat(
     out: Output,
 ) -> None:
     """--repeat: a row per round as it ends (table), then the statistics; exits."""
-    import asyncio
-
+    from turncheck import signals
     from turncheck.cli.common import out_console
     from turncheck.monitor import Round, run_rounds
     from turncheck.render import repeat as repeat_render
@@ -393,7 +391,7 @@ def _repeat(
             for line in repeat_render.round_lines(rnd, count, console.width):
                 console.print(line, soft_wrap=True)
 
-    summary = asyncio.run(run_rounds(count, interval, one_round, on_round))
+    summary = signals.run(run_rounds(count, interval, one_round, on_round))
     out.deliver(
         summary.verdict,
         lambda: (

@@ -33,8 +33,7 @@ def serve(
     ] = False,
 ) -> None:
     """Prometheus exporter: GET /probe?module=NAME&target=ICE-URL, as blackbox_exporter."""
-    import asyncio
-
+    from turncheck import signals
     from turncheck.serve.config import load_config
 
     loaded = load_config(config)
@@ -45,7 +44,7 @@ def serve(
     from turncheck.serve.app import serve as run_server
 
     try:
-        asyncio.run(run_server(loaded, host, port, drain))
+        signals.run(run_server(loaded, host, port, drain))
     except OSError as exc:
         raise InputError(f"--listen {listen}: cannot listen there ({exc.strerror})") from None
 

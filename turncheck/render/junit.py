@@ -21,8 +21,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
-from turncheck.report import CheckResult, Report
+from turncheck.report import Report
 from turncheck.require import Requirement
+from turncheck.results import CheckResult
 
 # XML 1.0 §2.2 Char: tab, newline, carriage return and everything from U+0020, less the
 # surrogates and U+FFFE/U+FFFF. ElementTree escapes markup but writes these through verbatim,

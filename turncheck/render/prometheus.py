@@ -26,7 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from turncheck.report import CheckResult, Report
+from turncheck.report import Report
+from turncheck.results import CheckResult
 
 Labels = tuple[tuple[str, str], ...]
 

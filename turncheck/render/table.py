@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
-from turncheck.explain import Explanation
 from turncheck.render import (
     Column,
     Row,
@@ -32,7 +31,8 @@ from turncheck.render import (
     total,
     wrap,
 )
-from turncheck.report import CheckResult, Report
+from turncheck.report import Report
+from turncheck.results import CheckResult, Explanation
 
 
 def columns(several: bool) -> tuple[Column, ...]:
@@ -57,11 +57,11 @@ def _check_cell(check: CheckResult) -> Text:
 
 
 def _url_host_port(url: str) -> tuple[str, int | None]:
-    from turncheck.browser import port_of
-    from turncheck.urls import hostport, parse_url
+    from turncheck.browser import parse_ice_url, port_of
+    from turncheck.urls import hostport
 
     try:
-        parsed = parse_url(url)
+        parsed = parse_ice_url(url)
     except Exception:
         return url, None
     return hostport(parsed.host, port_of(parsed)), port_of(parsed)

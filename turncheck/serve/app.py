@@ -303,6 +303,9 @@ async def serve(config: ServeConfig, host: str, port: int, drain: float = 10.0) 
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # The process's own handlers (signals.py) come back after the drain: a second SIGTERM
+    # while draining then ends the run as any stop does, never as a bare signal death.
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, exporter.reload)
@@ -314,9 +317,10 @@ async def serve(config: ServeConfig, host: str, port: int, drain: float = 10.0) 
         await stop.wait()
     finally:
         exporter.log("turncheck serve: shutting down: draining probes in flight")
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig, handler in before.items():
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
         await site.stop()
         pending = set(exporter.in_flight)
         if pending:
