@@ -1,6 +1,7 @@
-"""Every turncheck command in the README runs as written.
+"""Every turncheck command in the README and its docs/ pages runs as written.
 
-The examples are read out of README.md's code blocks and run against the test coturn,
+The examples are read out of the code blocks of README.md and of every docs/*.md page
+(the reference, one page per command) and run against the test coturn,
 with only what cannot be real here rewritten: example host names become localhost with
 the test server's ports, example files are written next to the run, the load figures
 shrink, and commands without a URL (which would probe public STUN servers) get the test
@@ -22,16 +23,31 @@ import pytest
 from tests.servers.coturn import Coturn
 from tests.test_relay import udp_echo_peer
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOC_PAGES = ("probe", "nat", "load", "serve", "diagnose", "creds")  # docs/<command>.md
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 DUMP = Path(__file__).resolve().parent / "data" / "dumps" / "older-format-synthetic.json"
 SECRET = "readme-shared-secret"
 
 
-def readme_commands() -> list[str]:
-    """turncheck command lines in README code blocks (continuations joined)."""
-    text = README.read_text(encoding="utf-8")
+def docs_text() -> str:
+    """README.md, then every docs/*.md page (sorted), as one text (each ends its fences)."""
+    return "".join(path.read_text(encoding="utf-8") for path in DOCS)
+
+
+def code_blocks() -> list[str]:
+    """The code blocks of README.md, then of every docs/*.md page (sorted)."""
     out: list[str] = []
-    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+    for path in DOCS:
+        out += re.findall(r"```[a-z]*\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    return out
+
+
+def readme_commands() -> list[str]:
+    """turncheck command lines in the code blocks of the README and docs (continuations joined)."""
+    out: list[str] = []
+    for block in code_blocks():
         for raw in block.replace("\\\n", " ").splitlines():
             line = raw.strip()
             line = re.sub(r"^- ", "", line)
@@ -49,6 +65,15 @@ def test_the_readme_has_examples_of_every_command() -> None:
     words = {c.split("| ")[-1].split()[1] for c in COMMANDS}
     assert {"probe", "nat", "load", "creds"} <= words
     assert len(COMMANDS) >= 20
+
+
+def test_every_command_has_a_docs_page_the_readme_links_to() -> None:
+    readme = README.read_text(encoding="utf-8")
+    for name in DOC_PAGES:
+        page = ROOT / "docs" / f"{name}.md"
+        assert page.is_file(), f"{page} is missing"
+        assert page in DOCS
+        assert f"](docs/{name}.md)" in readme, f"README.md does not link docs/{name}.md"
 
 
 def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) -> list[str]:
@@ -111,7 +136,7 @@ def test_readme_example_runs(
     for name in ("ice.json", "staging.json"):
         (tmp_path / name).write_text(json.dumps(config))
     (tmp_path / "token.txt").write_text("example-token\n")
-    serve_config = re.search(r"```yaml\n(# turncheck.yml\n.*?)```", README.read_text(), re.S)
+    serve_config = re.search(r"```yaml\n(# turncheck.yml\n.*?)```", docs_text(), re.S)
     assert serve_config is not None
     (tmp_path / "turncheck.yml").write_text(
         serve_config.group(1).replace("/etc/turncheck/", f"{tmp_path}/")

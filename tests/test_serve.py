@@ -30,7 +30,7 @@ from tests.servers.fixtures import require_tool
 from tests.servers.ports import free_port_block, release_ports, terminate
 from tests.servers.proxy import udp_delay_proxy
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SERVE_DOC = Path(__file__).resolve().parents[1] / "docs" / "serve.md"  # the README's serve page
 SECRET_PW = "s3cret"  # the test coturn's password: must never show in any answer or log
 
 
@@ -348,7 +348,7 @@ def test_no_secret_in_any_answer_or_log_line(exporter, coturn: Coturn) -> None:
 
 
 def readme_block(first_line: str) -> str:
-    text = README.read_text(encoding="utf-8")
+    text = SERVE_DOC.read_text(encoding="utf-8")
     for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
         if block.startswith(first_line):
             return block
