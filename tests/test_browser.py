@@ -180,3 +180,77 @@ def test_expiry_note_names_the_clients_of_the_scheme() -> None:
     assert "TLS clients start refusing it" in stuns and "turns:" not in stuns
     (turns,) = tls_notes([_check("turns:h", "tls", "turn", True, details=details)])
     assert "browsers start refusing turns: connections" in turns
+
+
+def test_empty_port_is_an_invalid_hostname_as_in_chromium_156() -> None:
+    with pytest.raises(ConfigRejected) as info:
+        parse_ice_url("turn:h:")
+    assert info.value.message == "ICE server parsing failed: Invalid hostname format"
+    assert "nothing after ':'" in str(info.value)
+
+
+def test_lookup_text_is_only_udps_tcp_and_tls_fail_to_connect() -> None:
+    """turn_port.cc: only the UDP port resolves the name itself (Chromium 156, lab)."""
+    checks = [
+        _check("turn:h", "udp", "turn", False, cause="dns"),
+        _check("turn:h?transport=tcp", "tcp", "turn", False, cause="dns"),
+        _check("turns:h", "tls", "turn", False, cause="dns"),
+    ]
+    used = browser.uses(urls("turn:h", "turn:h?transport=tcp", "turns:h"))
+    view = browser.view(used, checks, relay_only=False)
+    assert set(view.errors) == {
+        ("turn:h:3478?transport=udp", 701, "TURN host lookup received error."),
+        ("turn:h:3478?transport=tcp", 701, "Failed to establish connection"),
+        ("turns:h:5349?transport=tcp", 701, "Failed to establish connection"),
+    }
+
+
+def test_a_udp_turn_url_on_a_skipped_port_is_still_a_stun_server() -> None:
+    """Chromium skips the TURN port of turn:h:1000 but gathers a srflx from stun:h:1000."""
+    srflx = Candidate("srflx", "203.0.113.1", 40000, "udp")
+    checks = [
+        _check("turn:h:1000", "udp", "stun", True, candidates=(srflx,)),
+        _check("turn:h:1000", "udp", "turn", False, cause="timeout"),
+    ]
+    (use,) = browser.uses(urls("turn:h:1000"))
+    assert use.skipped is not None and use.stun_server
+    view = browser.view([use], checks, relay_only=False)
+    assert view.ok and view.srflx and view.relay == () and not view.has_turn
+    assert view.errors == ()  # the skipped TURN port raises nothing
+    failed = [_check("turn:h:1000", "udp", "stun", False, cause="timeout")]
+    view = browser.view([use], failed, relay_only=False)
+    assert view.errors == (("stun:h:1000", 701, "STUN binding request timed out."),)
+
+
+def test_skipped_tcp_and_tls_turn_and_turn_past_32_are_no_stun_servers() -> None:
+    (tcp,) = browser.uses(urls("turn:h:1000?transport=tcp"))
+    (tls,) = browser.uses(urls("turns:h:1000"))
+    assert not tcp.stun_server and not tls.stun_server
+    dropped = browser.uses(urls(*(f"turn:h{i}" for i in range(33))))[-1]
+    assert dropped.skipped is not None and not dropped.stun_server
+
+
+def test_relay_policy_verdicts_start_with_what_the_browser_gets() -> None:
+    from turncheck.explain import browser_verdict
+
+    stun_only = browser.uses(urls("stun:s"))
+    checks = [
+        _check("stun:s", "udp", "stun", True, candidates=(Candidate("srflx", "x", 1, "udp"),))
+    ]
+    view = browser.view(stun_only, checks, relay_only=True)
+    text = browser_verdict(view, checks, "all 1 checks passed")
+    assert not view.ok
+    assert text.startswith(
+        "calls fail: a browser with this configuration (iceTransportPolicy relay) gathers no "
+        "candidate at all: the configuration has no TURN server"
+    )
+    skipped = browser.uses(urls("turn:h:1000", "turn:h:1000?transport=tcp"))
+    relay = Candidate("relay", "192.0.2.9", 50000, "udp", relay_protocol="udp")
+    checks = [
+        _check("turn:h:1000", "udp", "turn", True, candidates=(relay,)),
+        _check("turn:h:1000?transport=tcp", "tcp", "turn", True, candidates=(relay,)),
+    ]
+    view = browser.view(skipped, checks, relay_only=True)
+    text = browser_verdict(view, checks, "all 2 checks passed")
+    assert text.startswith("calls fail: a browser with this configuration (iceTransportPolicy")
+    assert "it skips every TURN URL of it (Chromium never uses a TURN server on port 1000" in text

@@ -79,8 +79,11 @@ def test_user_quota_failures_are_counted_and_explained(cli, coturn_factory) -> N
     doc = result.json()
     alloc = doc["allocations"]
     assert alloc["pairs_succeeded"] == 2
-    assert alloc["failures"] == {"486 this user has too many allocations": 3}
-    assert doc["verdict"].startswith("3 of 5 pairs failed to set up (most: 3× 486")
+    # probe's words for the same answer (one engine: checks.failed / explain), with its hint
+    reason = "Allocate: this user has too many allocations (486 Allocation Quota Reached)"
+    assert alloc["failures"] == {reason: 3}
+    assert "user-quota" in alloc["hints"][reason]  # coturn's own option: its SOFTWARE says so
+    assert doc["verdict"].startswith(f"3 of 5 pairs failed to set up (most: 3× {reason}")
     table = cli(
         "load",
         f"turn:127.0.0.1:{server.port}",

@@ -122,6 +122,7 @@ def test_classic_names_from_rfc5780_results() -> None:
     assert classic_name(APDM, EIM, True, True) == "symmetric"
     assert classic_name(EIM, EIM, False, True) == "open internet"
     assert classic_name(EIM, APDM, False, True) == "symmetric UDP firewall"
+    assert classic_name(EIM, None, False, True) == "no NAT"  # filtering untested
     assert classic_name(None, None, None, False) == "UDP blocked"
     assert classic_name(None, APDM, True, True) == "unknown"
 

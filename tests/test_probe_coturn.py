@@ -214,12 +214,24 @@ def test_ipv6_loopback(cli, coturn_factory) -> None:
         probe_sock.close()
     except OSError:
         pytest.skip("this machine has no ::1")
-    server = coturn_factory(hosts=("::1",), tls=False)
+    # Browsers send no REQUESTED-ADDRESS-FAMILY (turn_port.cc), so over IPv6 they ask for
+    # an IPv4 relay (RFC 8656 §7.1): a server listening on ::1 must relay over IPv4 too.
+    server = coturn_factory(hosts=("::1",), tls=False, relay_ips=("127.0.0.1", "::1"))
     result = cli("probe", f"turn:[::1]:{server.port}", *CREDS, "--json")
     assert result.code == 0, result.out
     for check in result.json()["checks"]:
         assert check["server"] == f"[::1]:{server.port}"
         assert check["candidates"][0]["address"] == "::1"
+        if check["kind"] == "turn":
+            assert check["candidates"][1]["address"] == "127.0.0.1"
+    v6_relays_only = coturn_factory(hosts=("::1",), tls=False)
+    result = cli("probe", f"turn:[::1]:{v6_relays_only.port}", *CREDS, "--json")
+    assert result.code == 1
+    turn = next(c for c in result.json()["checks"] if c["kind"] == "turn")
+    assert turn["error"]["code"] == 440
+    assert "browsers ask for none" in turn["error"]["reason"]
+    assert "IPv4 relay address" in turn["error"]["hint"]
+    assert turn["details"]["browser_error"] == {"code": 440, "text": "TURN allocate error."}
     only4 = cli("probe", f"turn:[::1]:{server.port}", *CREDS, "-4", "--json")
     assert only4.code == 1
     assert "no IPv4 address" in only4.json()["checks"][0]["error"]["reason"]

@@ -157,13 +157,19 @@ def test_relay_only_counts_only_relay_checks(cli, coturn: Coturn, coturn_factory
     assert ok.code == 0, ok.out
     assert doc["ok"] is True and doc["relay_only"] is True
     assert any(not c["ok"] for c in doc["checks"])  # the STUN failure is shown, not counted
-    assert doc["verdict"].startswith("relay-only: TURN relays media over UDP")
+    assert doc["verdict"].startswith(
+        "calls connect: a browser with this configuration (iceTransportPolicy relay) gets relay "
+        "candidates over UDP"
+    )
     denied = coturn_factory(extra=["denied-peer-ip=127.0.0.1"], tls=False)
     bad = cli(
         "probe", f"turn:127.0.0.1:{denied.port}?transport=udp", *CREDS, "--relay-only", "--json"
     )
     assert bad.code == 1
-    assert bad.json()["verdict"].startswith("relay-only: no relay check passed")
+    assert bad.json()["verdict"].startswith(
+        "calls through TURN fail: a browser with this configuration (iceTransportPolicy relay) "
+        "gathers relay candidates over UDP, but they carry no data"
+    )
 
 
 @pytest.mark.parametrize(
@@ -209,9 +215,27 @@ def test_unsigned_channel_bind_success_is_named_and_bounded(cli, coturn_factory)
             "probe", f"turn:127.0.0.1:{proxy.port}?transport=udp", *CREDS, "--timeout", "2"
         )
         elapsed = time.monotonic() - started
-    assert result.code == 0  # the indication path relays: a browser's relay works
+        as_json = cli(
+            "probe",
+            f"turn:127.0.0.1:{proxy.port}?transport=udp",
+            *CREDS,
+            "--timeout",
+            "2",
+            "--json",
+        )
+    # The server relays Send indications, but Chromium asks for a ChannelBind with the first
+    # real data and drops the connection when it fails (turn_port.cc): calls do not work.
+    assert result.code == 1
     assert elapsed < 2 + 2 + 1.0, elapsed
     note = " ".join(result.out.split())
     assert "relaying works over indication but not over channel" in note
     assert "ChannelBind with a success without integrity" in note
     assert "right server and port" not in note
+    assert "calls through TURN fail" in note
+    assert "Chromium drops a TURN connection whose ChannelBind fails" in note
+    doc = as_json.json()
+    assert doc["browser"]["relays_media"] is False
+    turn = next(c for c in doc["checks"] if c["kind"] == "turn")
+    # The figures asked for (--count 10) come from the path that is left.
+    assert turn["relay_test"]["path"] == "indication"
+    assert turn["relay_test"]["paths"]["indication"] == {"ok": True, "sent": 10, "received": 10}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -79,7 +80,15 @@ EXPECTED_AUTH = {
     "coturn": "wrong username or credential, or realm mismatch (401 Unauthorized)",
     "ejabberd": "wrong username or credential, or realm mismatch (401 Unauthorized)",
     "pion": "the server answered 400 without integrity to the authenticated Allocate: servers "
-    "built on pion answer a wrong username or password this way",
+    "built on pion/turn answer a wrong username or password this way",
+}
+# The hint speaks of the server in front of you: its SOFTWARE names it (coturn, ejabberd),
+# or its answer does (pion's unsigned 400, which is the point, not the missing signature).
+EXPECTED_AUTH_HINT = {
+    "coturn": "with coturn's use-auth-secret the username is <expiry>:<user>",
+    "ejabberd": "ejabberd/eturnal takes the account's password",
+    "pion": "this server says 400 Bad Request to a wrong username or password, where RFC 8656 "
+    "says 401",
 }
 
 
@@ -103,6 +112,9 @@ def test_bad_credentials_are_named_quickly(
     assert code == 1
     reason = allocate(doc)["error"]["reason"]
     assert EXPECTED_AUTH[name] in reason, reason
+    hint = allocate(doc)["error"]["hint"]
+    assert EXPECTED_AUTH_HINT[name] in hint, hint
+    assert "would have said 401" not in hint
     # §9.2.5: a reliable transport ends the transaction at once; over UDP the evidence is
     # conclusive after the second send (0.5 s), not at --timeout.
     assert elapsed < TIMEOUT, (elapsed, reason)
@@ -149,6 +161,12 @@ def test_nat_and_probe_agree(server_urls, ca_file: Path) -> None:
     assert code == 0
     assert doc["nat"]["symmetric"] == nat["symmetric"] is False  # loopback: no NAT
     assert "no method possible" not in nat_run.stdout
+    # No NAT answers the mapping question: the verdict never says the type is unknown, and
+    # without RFC 5780 only the filtering stays open.
+    assert nat["classic"] in ("open internet", "no NAT"), nat
+    assert nat["mapping"] == "endpoint-independent"
+    if nat["filtering"] is None:
+        assert nat["classic"] == "no NAT"
 
 
 @pytest.mark.parametrize("server_urls", SERVERS, indirect=True)
@@ -233,6 +251,7 @@ def test_classic_names_a_server_that_ignores_rfc3489_requests(pion_servers) -> N
     )
     note = json.loads(done.stdout)["classic_check"]["note"]
     assert "the server does not answer RFC 3489 requests" in note
+    assert "pion" not in note  # the note speaks of this server, not of one it guessed
     assert "Traceback" not in done.stderr
 
 
@@ -245,3 +264,151 @@ def test_classic_speaks_in_words_on_ejabberds_padded_software(ejabberd) -> None:
     )
     assert "invalid literal" not in done.stdout and "Traceback" not in done.stderr
     assert "classic RFC 3489 test (pystun3): " in done.stdout
+    # The real cause: p1_stun's SOFTWARE "P1 STUN library" is 15 bytes, padded to 16.
+    words = " ".join(done.stdout.split())
+    assert "does not skip the padding after an attribute" in words
+    assert "this server's SOFTWARE is 15 bytes" in words
+
+
+# -- one evidence-to-reason engine: probe and load say the same for the same evidence ------
+
+
+def load_failure(doc: dict[str, Any]) -> tuple[str, str]:
+    (reason,) = doc["allocations"]["failures"]
+    return reason, doc["allocations"]["hints"][reason]
+
+
+@pytest.mark.parametrize("server_urls", SERVERS, indirect=True)
+def test_probe_and_load_give_the_same_reason_and_hint(server_urls, ca_file: Path) -> None:
+    url = server_urls["udp"]
+    wrong = {"ca_file": ca_file, "password": "wrong1"}
+    (code, doc), _, _ = run("probe", url, "--timeout", str(TIMEOUT), **wrong)
+    error = allocate(doc)["error"]
+    (load_code, load_doc), _, _ = run(
+        "load", url, "--clients", "1", "--duration", "0.2", "--timeout", str(TIMEOUT), **wrong
+    )
+    assert code == load_code == 1
+    assert load_failure(load_doc) == (error["reason"], error["hint"])
+
+
+def test_probe_and_load_agree_on_a_closed_port(ca_file: Path) -> None:
+    url = f"turn:127.0.0.1:{free_port_block(1)}?transport=udp"
+    (_, doc), _, _ = run("probe", url, "--timeout", "2", ca_file=ca_file)
+    (_, load_doc), _, _ = run(
+        "load", url, "--clients", "1", "--duration", "0.2", "--timeout", "2", ca_file=ca_file
+    )
+    error = allocate(doc)["error"]
+    assert error["reason"].startswith("connection refused: nothing listens on 127.0.0.1:")
+    assert load_failure(load_doc) == (error["reason"], error["hint"])
+
+
+def test_a_stun_only_server_given_as_turn(stund, ca_file: Path) -> None:
+    """stund answers Binding in a fraction of a millisecond and drops Allocate: the evidence
+    names a STUN-only server, not a network that blocks UDP; probe and load agree."""
+    url = f"turn:127.0.0.1:{stund.port}?transport=udp"
+    (code, doc), _, _ = run("probe", url, "--timeout", "2", ca_file=ca_file)
+    check = allocate(doc)
+    assert code == 1
+    assert check["error"]["reason"].startswith(
+        "this server answers STUN but not TURN: its Binding was answered in "
+    )
+    assert "Vovida.org" in check["error"]["reason"]  # its SOFTWARE, as evidence
+    assert "UDP may be blocked" not in check["error"]["hint"]
+    assert "STUN-only server" in check["error"]["hint"]
+    # What Chromium raises for it is still its timeout: the server never answers.
+    assert check["details"]["browser_error"] == {
+        "code": 701,
+        "text": "TURN allocate request timed out.",
+    }
+    (_, load_doc), _, _ = run(
+        "load", url, "--clients", "1", "--duration", "0.2", "--timeout", "2", ca_file=ca_file
+    )
+    figures = re.compile(r"\d+(\.\d+)?")  # the round trips and waits of two runs differ
+    assert [figures.sub("N", s) for s in load_failure(load_doc)] == [
+        figures.sub("N", check["error"]["reason"]),
+        figures.sub("N", check["error"]["hint"]),
+    ]
+
+
+def test_unsigned_channel_bind_load_relays_over_indications_and_says_what_browsers_do(
+    coturn_factory, ca_file: Path
+) -> None:
+    from tests.servers.proxy import strip_integrity, udp_delay_proxy
+
+    server = coturn_factory(tls=False, relay_range=60)
+    with udp_delay_proxy(
+        ("127.0.0.1", server.port), delay=0.0, rewrite=strip_integrity(0x0109)
+    ) as proxy:
+        url = f"turn:127.0.0.1:{proxy.port}?transport=udp"
+        (code, doc), _, _ = run(
+            "load", url, "--clients", "5", "--duration", "1", "--timeout", "2", ca_file=ca_file
+        )
+        (probe_code, probe_doc), _, _ = run("probe", url, "--timeout", "2", ca_file=ca_file)
+    alloc = doc["allocations"]
+    assert code == probe_code == 1
+    assert alloc["pairs_succeeded"] == alloc["pairs_on_indications"] == 5
+    (reason,) = alloc["channel_bind_failures"]
+    assert "ChannelBind with a success without integrity" in reason
+    assert doc["relay"]["received"] > 0  # the server's relaying was still measured
+    assert doc["verdict"].startswith("calls through TURN fail: 5 of 5 pairs relay only over")
+    assert "Chromium drops a TURN connection whose ChannelBind fails" in doc["verdict"]
+    assert "Chromium drops a TURN connection whose ChannelBind fails" in probe_doc["verdict"]
+    assert reason == allocate(probe_doc)["relay_test"]["paths"]["channel"]["error"]["reason"]
+    made, deleted = server.allocation_sessions()
+    assert made and made <= deleted
+
+
+def test_a_server_slow_to_accept_is_named_a_set_up_stall(coturn_factory, ca_file: Path) -> None:
+    """A TCP front with a listen backlog of 1 that accepts one connection per 50 ms: SYNs
+    overflow it and come again after 1 s. load reports set-up by phase and names it."""
+    from tests.servers.proxy import slow_accept_tcp_proxy
+
+    server = coturn_factory(tls=False, relay_range=60)
+    with slow_accept_tcp_proxy(("127.0.0.1", server.port), backlog=1, accept_every=0.05) as px:
+        (_, doc), _, _ = run(
+            "load",
+            f"turn:127.0.0.1:{px.port}?transport=tcp",
+            "--clients",
+            "10",
+            "--duration",
+            "0.5",
+            "--timeout",
+            "8",
+            ca_file=ca_file,
+        )
+    setup = doc["allocations"]["setup_ms"]
+    assert set(setup) == {"connect", "tls_handshake", "allocate"}
+    assert setup["tls_handshake"] is None  # TCP: no handshake
+    assert setup["connect"]["max"] >= 900
+    stall = doc["allocations"]["stall"]
+    assert stall is not None and "their SYN was dropped and sent again after 1 s" in stall
+    assert "set-up stalled" in doc["verdict"] or doc["allocations"]["pairs_failed"]
+
+
+def test_a_server_without_authentication_is_an_open_relay_browsers_ignore(
+    coturn_factory, ca_file: Path
+) -> None:
+    """coturn no-auth grants the first, unauthenticated Allocate. turncheck relays through it
+    (no crash on a success without the 401 round), names the open relay, and says what
+    Chromium 156 gets: nothing (it discards unauthenticated Allocate answers; the namespace
+    lab's no-auth scenario shows it)."""
+    server = coturn_factory(tls=False, extra=["no-auth"])
+    (code, doc), _, _ = run(
+        "probe", f"turn:127.0.0.1:{server.port}?transport=udp", "--timeout", "2", ca_file=ca_file
+    )
+    check = allocate(doc)
+    assert "internal error" not in json.dumps(doc), doc
+    assert check["ok"] is True and check["details"]["unchallenged"] is True
+    assert check["relay_test"]["received"] == check["relay_test"]["sent"] == 10
+    assert code == 1
+    assert doc["verdict"].startswith(
+        "calls that need TURN fail: a browser with this configuration gets no relay candidate"
+    )
+    assert "granted the Allocate without authentication" in doc["verdict"]
+    assert any(n.startswith("open relay: turn:127.0.0.1:") for n in doc["notes"])
+    assert check["details"]["browser_error"] == {
+        "code": 701,
+        "text": "TURN allocate request timed out.",
+    }
+    made, deleted = server.allocation_sessions()
+    assert made and made <= deleted, server.log_tail()

@@ -39,6 +39,28 @@ def test_extra_attributes_round_trip() -> None:
     assert back.attributes["REQUESTED-ADDRESS-FAMILY"] == 0x02000000
 
 
+def test_sign_puts_integrity_last_without_fingerprint_as_chromium_does() -> None:
+    """turn_port.cc AddRequestAuthInfo: USERNAME, REALM, NONCE, MESSAGE-INTEGRITY, nothing after
+    (the lab capture in tests/browser/test_equivalence.py compares it with Chromium's)."""
+    msg = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST)
+    msg.attributes["REQUESTED-TRANSPORT"] = stun.REQUESTED_TRANSPORT_UDP
+    msg.attributes["USERNAME"] = "alice"
+    msg.attributes["REALM"] = "turncheck.test"
+    msg.attributes["NONCE"] = b"abc"
+    key = stun.long_term_key("alice", "turncheck.test", "s3cret")
+    stun.sign(msg, key)
+    back = stun.decode(bytes(msg))
+    assert list(back.attributes) == [
+        "REQUESTED-TRANSPORT",
+        "USERNAME",
+        "REALM",
+        "NONCE",
+        "MESSAGE-INTEGRITY",
+    ]
+    assert back.check_message_integrity(key)
+    assert not back.check_message_integrity(stun.long_term_key("alice", "x", "s3cret"))
+
+
 def _header(msg_type: int, length: int, cookie: int = stun.COOKIE) -> bytes:
     return struct.pack("!HHI12s", msg_type, length, cookie, b"x" * 12)
 

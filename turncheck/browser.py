@@ -190,6 +190,10 @@ def _host_and_port(authority: str, culprit: str) -> tuple[str, int | None]:
             raise reject(SYNTAX, MSG_HOSTNAME, culprit, why)
     if port_text is None:
         return host, None
+    if not port_text:
+        # Chromium 156: "turn:host:" is "Invalid hostname format" (ParsePort fails on the
+        # empty string, so ParseHostnameAndPortFromString does); Firefox takes it as 3478.
+        raise reject(SYNTAX, MSG_HOSTNAME, culprit, "nothing after ':' where the port goes")
     if not port_text.isascii() or not port_text.isdigit() or len(port_text) > 9:
         # Chromium 156 reads a port that is not a number as 0: "Invalid port".
         why = (
@@ -351,6 +355,16 @@ class BrowserUse:
     def key(self) -> tuple[str, str]:
         return (str(self.url), self.protocol.value)
 
+    @property
+    def stun_server(self) -> bool:
+        """Used as a STUN server: stun:/stuns:, and every UDP TURN server Chromium keeps,
+        even one whose TURN port it skips (basic_port_allocator.cc
+        PortConfiguration::StunServers takes the UDP relay servers' addresses; AllowedTurnPort
+        only stops the TurnPort). TURN URLs past the 32nd are dropped at parsing: no STUN."""
+        if self.protocol is not Transport.UDP:
+            return False
+        return self.kind == "stun" or self.relay_preference > 0
+
 
 def uses(urls: Sequence[IceUrl]) -> list[BrowserUse]:
     """Every URL of the configuration, in order, as Chromium uses it (each server once)."""
@@ -425,10 +439,19 @@ def binding_error(check: CheckResult) -> tuple[int, str] | None:
 
 def allocate_error(protocol: str, check: CheckResult) -> tuple[int, str] | None:
     """The icecandidateerror of a failed TURN Allocate (None: none is raised)."""
+    if check.details.get("unchallenged"):
+        # Chromium 156 discards an unauthenticated success to an Allocate (stun_request.cc
+        # CheckResponse: "Discarding unauthenticated success response", since M148/M150) and
+        # waits out its timeout: a server without authentication gives browsers no relay
+        # (namespace lab, coturn no-auth).
+        return 701, TEXT_TURN_TIMEOUT
     cause = check.cause
     if check.ok or cause is None or check.candidate("relay") is not None:
         return None
-    if cause == "dns":
+    if cause == "dns" and protocol == "udp":
+        # turn_port.cc OnResolveResult: only the UDP port resolves the name itself; TCP and
+        # TLS hand it to the socket factory, whose failure is Close()'s "Failed to establish
+        # connection" (Chromium 156, namespace lab).
         return 701, TEXT_TURN_LOOKUP
     if cause == "auth":
         return 401, TEXT_UNAUTHORIZED
@@ -488,7 +511,8 @@ def view(
     for use in browser_uses:
         if use.skipped:
             skipped.append((use.candidate_url, use.skipped))
-            continue
+            if not use.stun_server:
+                continue
         mine = [c for c in checks if not c.extra and (c.url, c.transport) == use.key]
         if not mine:
             unchecked.append(str(use.url))
@@ -507,11 +531,12 @@ def view(
                 found = binding_error(binding)
                 if found is not None:
                     errors.append((stun, *found))
-        if use.kind == "turn" and allocate is not None:
-            if allocate.candidate("relay") is not None:
+        if use.kind == "turn" and allocate is not None and not use.skipped:
+            unchallenged = bool(allocate.details.get("unchallenged"))
+            if allocate.candidate("relay") is not None and not unchallenged:
                 relay.add(use.protocol.value)
                 if allocate.relay is not None:
-                    media.append(allocate.relay.ok)
+                    media.append(allocate.relay.carries_calls)
             else:
                 found = allocate_error(use.protocol.value, allocate)
                 if found is not None:

@@ -263,8 +263,9 @@ async def _binding_on(
     settings: CheckSettings,
     tls: TlsInfo | None,
 ) -> CheckResult:
+    # Exactly Chromium's srflx Binding: no attribute at all (stun_port.cc StunBindingRequest;
+    # no FINGERPRINT, no SOFTWARE), so the server answers turncheck as it answers browsers.
     request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
-    request.add_fingerprint()
     transport = ep.target.transport.value
     answer = await channel.request(
         request,
@@ -469,6 +470,8 @@ def _allocation_result(
         "lifetime": allocation.lifetime,
         "realm": allocation.realm,
         "deleted": allocation.deleted,
+        # Granted without a 401 challenge: no authentication at all (an open relay).
+        "unchallenged": allocation.key is None,
         **_tls_details(tls, settings.insecure, ep.target.url.host),
     }
     if allocation.software:

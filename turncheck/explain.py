@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from turncheck.browser import BrowserView, parse_ice_url
@@ -80,6 +81,12 @@ STUN_CODES: dict[int, tuple[str, str]] = {
 
 # Codes whose meaning depends on the method that drew them.
 METHOD_CODES: dict[tuple[str, int], tuple[str, str]] = {
+    ("Allocate", 440): (
+        "the server has no relay address of the family asked for (440 Address Family not "
+        "Supported): browsers ask for none, which means IPv4 (RFC 8656 §7.1)",
+        "give the TURN server an IPv4 relay address (coturn: relay-ip; eturnal: relay_ipv4_addr) "
+        "as well as its IPv6 one",
+    ),
     ("CreatePermission", 403): (
         "the server refuses to relay to that peer address (403 Forbidden)",
         "check the server's rules for peer addresses (coturn: denied-peer-ip / "
@@ -110,6 +117,11 @@ _DNS = {
     "timeout": (
         "DNS lookup of {name} timed out",
         "check the DNS server (--dns-server) and network",
+    ),
+    "unreachable": (
+        "DNS lookup of {name} failed: no DNS server could be reached or none answered ({detail})",
+        "check this host's resolver (/etc/resolv.conf) and its route to the DNS servers, "
+        "or name one with --dns-server",
     ),
     "servfail": ("DNS lookup of {name} failed: {detail}", "the DNS server is broken or refuses us"),
     "not-offered": (
@@ -291,8 +303,13 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
                 failure.software,
                 failure.method,
                 failure.code,
-                "check -u/-p; with a shared secret (use-auth-secret) the username carries "
-                "the expiry",
+                "check -u/-p and the realm; with a TURN REST shared secret the username "
+                "carries the expiry"
+                + (
+                    ""
+                    if failure.software
+                    else " (the server sends no SOFTWARE: which server it is, is not known)"
+                ),
             ),
         )
     if isinstance(failure, UnprotectedAnswer):
@@ -337,6 +354,42 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
     )
 
 
+def weigh(check: CheckResult, binding: CheckResult | None) -> CheckResult:
+    """A check's reason in the light of the run's other evidence (probe and load alike):
+    an Allocate nobody answered, where the same server and transport answered a Binding,
+    is a server that speaks STUN but not TURN, not a network that drops UDP."""
+    # Over UDP only: there the Allocate was sent again and again to the address that just
+    # answered. Over TCP one unanswered send proves less (a server slow to accept, say).
+    if (
+        binding is not None
+        and binding.ok
+        and check.kind == "turn"
+        and check.transport == "udp"
+        and check.cause == "timeout"
+        and check.error is not None
+        and (binding.server, binding.transport) == (check.server, check.transport)
+    ):
+        return replace(check, error=stun_only(check, binding))
+    return check
+
+
+def stun_only(turn: CheckResult, binding: CheckResult) -> Explanation:
+    """An Allocate nobody answered, to the address and port whose Binding was answered: the
+    evidence says the server speaks STUN but not TURN, not that the network drops UDP."""
+    assert turn.error is not None
+    rtt = f" in {binding.rtt_ms:.1f} ms" if binding.rtt_ms is not None else ""
+    software = binding.details.get("software")
+    named = f" ({software})" if software else ""
+    return Explanation(
+        turn.error.code,
+        f"this server answers STUN but not TURN: its Binding was answered{rtt}{named}, but "
+        f"{_core(turn.error.reason)}",
+        "it is a STUN-only server, or TURN is off on this port: give it to browsers as a stun: "
+        "URL and point turn: at a TURN server (coturn: remove stun-only; eturnal/ejabberd: "
+        "use_turn: true)",
+    )
+
+
 def _unprotected(failure: UnprotectedAnswer) -> Explanation:
     """Unsigned answers to a signed request: ignored as RFC 8489 §9.2.5 says, and reported,
     because they are what the server said."""
@@ -344,12 +397,19 @@ def _unprotected(failure: UnprotectedAnswer) -> Explanation:
     if failure.kind == "error":
         answer = f"{failure.code} {failure.phrase}".strip()
         reason = f"the server answered {answer} without integrity to the authenticated {method}"
-        if method == "Allocate" and failure.code in (400, 401, 441):
+        if method == "Allocate" and failure.code == 400:
             return Explanation(
                 failure.code,
-                reason + ": servers built on pion answer a wrong username or password this way",
-                "check the credentials (-u/-p); a server that signs its errors would have said "
-                "401 (RFC 8489 §9.2.5)",
+                reason + ": servers built on pion/turn answer a wrong username or password "
+                "this way",
+                "check the credentials (-u/-p): this server says 400 Bad Request to a wrong "
+                "username or password, where RFC 8656 says 401",
+            )
+        if method == "Allocate" and failure.code in (401, 441):
+            return Explanation(
+                failure.code,
+                reason + ": the server refuses the username or password",
+                "check the credentials (-u/-p) and the realm",
             )
         return Explanation(
             failure.code,
@@ -421,28 +481,33 @@ def _shared_cause(failed: Sequence[CheckResult]) -> str:
 
 
 def _dead_addresses(checks: Sequence[CheckResult]) -> str:
-    """A name with several addresses where some fail every check and others pass: the
-    users DNS sends to the dead ones cannot connect ("calls fail sometimes")."""
+    """A name with several addresses where some fail every check that others pass on the
+    same transport: the users DNS sends to the dead ones cannot connect ("calls fail
+    sometimes"). Addresses are the IPs the URL's own name resolved to (A/AAAA): not ports,
+    not SRV targets; a transport failing on every address is no address's fault."""
     out: list[str] = []
     by_url: dict[str, dict[str, list[CheckResult]]] = {}
     for check in checks:
-        if check.server is not None and not check.via.startswith("IP literal"):
-            by_url.setdefault(check.url, {}).setdefault(check.server, []).append(check)
-    for url, servers in by_url.items():
-        if len(servers) < 2:
+        if check.server is not None and check.via.startswith("A/AAAA"):
+            ip = check.server.rsplit(":", 1)[0].strip("[]")
+            by_url.setdefault(check.url, {}).setdefault(ip, []).append(check)
+    for url, addresses in by_url.items():
+        if len(addresses) < 2:
             continue
-        dead = {s: cs for s, cs in servers.items() if not any(c.ok for c in cs)}
-        alive = [s for s, cs in servers.items() if any(c.ok for c in cs)]
-        if not dead or not alive:
+        works = {(c.transport, c.kind) for cs in addresses.values() for c in cs if c.ok}
+        dead = {
+            ip: cs
+            for ip, cs in addresses.items()
+            if not any(c.ok for c in cs) and any((c.transport, c.kind) in works for c in cs)
+        }
+        if not dead:
             continue
-
         host = parse_ice_url(url).host
-        addresses = ", ".join(s.rsplit(":", 1)[0].strip("[]") for s in dead)
         transports = _list(sorted({c.transport for cs in dead.values() for c in cs}, key=_order))
         reason = _shared_cause([c for cs in dead.values() for c in cs])
         verb = "fails" if len(dead) == 1 else "fail"
         out.append(
-            f"{len(dead)} of {len(servers)} addresses of {host} ({addresses}) {verb} "
+            f"{len(dead)} of {len(addresses)} addresses of {host} ({', '.join(dead)}) {verb} "
             f"{transports} ({reason}): the users DNS sends there cannot connect"
         )
     return "; ".join(out)
@@ -475,6 +540,12 @@ def relay_notes(checks: Sequence[CheckResult]) -> tuple[str, ...]:
     """Warnings a passing relay check still deserves: loss, one path only."""
     notes: list[str] = []
     for check in checks:
+        if check.ok and check.details.get("unchallenged"):
+            notes.append(
+                f"open relay: {check.url} ({check.transport}, {check.server}) granted an "
+                "Allocate without asking for credentials: anyone can relay through it; "
+                "browsers ignore such an answer and get no relay from it"
+            )
         relay = check.relay
         if relay is None or not relay.ok or relay.stats is None:
             continue
@@ -593,11 +664,27 @@ def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str)
     """What a browser given exactly this configuration gets, then what the checks said."""
     relay = _list([p.upper() for p in view.relay])
     head = "a browser with this configuration"
+    if view.relay_only:
+        head += " (iceTransportPolicy relay)"
     if view.relay and view.relays_media is False:
+        unbound = next(
+            (
+                c.relay.channel_failure
+                for c in checks
+                if not c.extra and c.relay is not None and c.relay.ok and c.relay.channel_failure
+            ),
+            None,
+        )
         first = next(
             (c.error.reason for c in checks if not c.extra and c.cause == "relay" and c.error),
             "the relay echo failed",
         )
+        if unbound is not None:
+            first = (
+                f"the server relays Send indications, but its ChannelBind fails "
+                f"({unbound.reason}), and Chromium drops a TURN connection whose ChannelBind "
+                "fails"
+            )
         text = (
             f"calls through TURN fail: {head} gathers relay candidates over {relay}, but "
             f"they carry no data ({first})"
@@ -612,10 +699,20 @@ def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str)
             f"{head} gets no srflx candidate: the server sees this host's own address (no NAT "
             "between them), so its host candidate serves"
         )
+    elif view.relay_only and not view.has_turn:
+        # iceTransportPolicy "relay" gathers relay candidates only: with no TURN server
+        # the browser uses, it gathers nothing at all and raises no error (Chromium 156).
+        why = (
+            f"it skips every TURN URL of it ({view.skipped[0][1]})"
+            if view.skipped
+            else "the configuration has no TURN server, and the relay policy forbids the rest"
+        )
+        text = f"calls fail: {head} gathers no candidate at all: {why}"
     elif view.has_turn or view.relay_only:
         text = f"calls that need TURN fail: {head} gets no relay candidate"
-        if not any(not c.extra and not c.ok for c in checks):
-            text += _first_browser_failure(view, checks)
+        first = _first_browser_failure(view, checks)
+        if first and _core(first.split(": ", 1)[-1].rstrip(")")) not in base:
+            text += first
         better = _also_works(view, checks)
         if better:
             text += f"; {better}"
@@ -628,6 +725,12 @@ def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str)
 
 
 def _first_browser_failure(view: BrowserView, checks: Sequence[CheckResult]) -> str:
+    open_relay = next((c for c in checks if not c.extra and c.details.get("unchallenged")), None)
+    if open_relay is not None:
+        return (
+            f" ({open_relay.url}: the server granted the Allocate without authentication, and "
+            "Chromium ignores an unauthenticated answer to an Allocate and times out)"
+        )
     failing = [c for c in checks if not c.extra and not c.ok and c.error is not None]
     if failing:
         check = failing[0]

@@ -19,14 +19,18 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from turncheck.checks import CheckSettings, allocated
-from turncheck.errors import CheckFailure, InputError, TransactionTimeout, UnprotectedAnswer
-from turncheck.explain import explain
+from turncheck.checks import CheckSettings, UdpPool, allocated, binding_check, failed
+from turncheck.errors import CheckFailure, InputError
+from turncheck.explain import explain, weigh
 from turncheck.resolve import Endpoint
+from turncheck.results import CheckResult, Explanation
 from turncheck.transport import Address
 from turncheck.turn import FIRST_CHANNEL, Allocation, Redirect
+from turncheck.urls import fmt_address
+
+T = TypeVar("T")
 
 _PACKET = struct.Struct("!4sIId")  # magic, pair id, sequence, send time (loop clock)
 _MAGIC = b"TCld"
@@ -34,6 +38,7 @@ MIN_SIZE = _PACKET.size
 TICK = 0.005  # seconds between pacing ticks
 REFRESH_EVERY = 120.0  # allocations live 600 s, permissions 300 s: refresh well before
 DELETE_CONCURRENCY = 64
+SYN_RETRY = 0.9  # seconds: a connect this slow waited for a SYN retransmission (first at 1 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +111,7 @@ class Pair:
     seen: bytearray = field(default_factory=bytearray)
     jitter: float = 0.0
     last_rtt: float | None = None
+    path: str = "channel"  # "indication" when the server's ChannelBind failed
 
 
 @dataclass(slots=True)
@@ -115,7 +121,12 @@ class Tally:
     attempted: int = 0
     succeeded: int = 0  # pairs ready to relay
     failures: Counter[str] = field(default_factory=Counter)
+    hints: dict[str, str] = field(default_factory=dict)  # reason → what to try (explain.py)
+    unbound: Counter[str] = field(default_factory=Counter)  # ChannelBind failures: pairs on
+    # Send indications, by reason
     alloc_latency: array[float] = field(default_factory=lambda: array("d"))
+    connect: array[float] = field(default_factory=lambda: array("d"))  # TCP connect, seconds
+    handshake: array[float] = field(default_factory=lambda: array("d"))  # TLS handshake
     rtts: array[float] = field(default_factory=lambda: array("d"))
     sent: int = 0
     received: int = 0
@@ -128,24 +139,27 @@ class Tally:
     sending_ended: float | None = None
 
 
-def _reason_key(exc: BaseException) -> str:
-    """Failures grouped the way ops read them: '486 Allocation Quota Reached', 'timeout'...
-    with the cause when it is not overload: answers that had to be ignored are not loss."""
-    if isinstance(exc, UnprotectedAnswer):
-        what = f"{exc.code} {exc.phrase}".strip() if exc.kind == "error" else "success"
-        return f"{what} without integrity to {exc.method} (check the credentials)"
-    if isinstance(exc, TransactionTimeout) and exc.ignored:
-        return f"no valid answer to {exc.what} (ignored: {exc.ignored[0][:60]})"
-    text = explain(exc)
-    if text.code:
-        return f"{text.code} " + text.reason.split(": ", 1)[-1].split(" (")[0]
-    kind = type(exc).__name__
-    return {
-        "TransactionTimeout": "timeout",
-        "ConnectFailure": "connection failed",
-        "TlsFailure": "TLS failed",
-        "AuthFailure": "401 wrong credentials",
-    }.get(kind, text.reason[:60])
+def _failure(
+    ep: Endpoint, exc: CheckFailure | Redirect, binding: CheckResult | None
+) -> Explanation:
+    """The reason and hint of a pair that did not set up: probe's words for the same
+    evidence (checks.failed, explain.weigh), Binding answer included."""
+    if isinstance(exc, Redirect):
+        return Explanation(
+            300,
+            f"the server redirected the allocation (300 Try Alternate) to "
+            f"{fmt_address(exc.alternate)}: load does not follow redirects",
+            "load the alternate server directly",
+        )
+    error = weigh(failed(ep, "turn", exc), binding).error
+    assert error is not None
+    return error
+
+
+async def _binding_evidence(ep: Endpoint, settings: CheckSettings) -> CheckResult:
+    """One Binding to the server, as probe makes: evidence for the reasons of failures."""
+    async with UdpPool(settings.tracer) as pool:
+        return await binding_check(ep, settings, pool)
 
 
 class Fleet:
@@ -207,8 +221,9 @@ async def run_load(
     display: asyncio.Task[None] | None = None
     if on_tick is not None:
         display = loop.create_task(_display(tally, pairs, on_tick))
+    evidence = loop.create_task(_binding_evidence(ep, settings))
     try:
-        await _open_pairs(ep, server, load, settings, fleet, tally, pairs, expected)
+        await _open_pairs(ep, server, load, settings, fleet, tally, pairs, expected, evidence)
         if pairs:
             await _relay(pairs, load, settings, tally, expected)
         for pair in pairs:
@@ -218,10 +233,11 @@ async def run_load(
     except asyncio.CancelledError:
         interrupted = True
     finally:
-        if display is not None:
-            display.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await display
+        for task in (display, evidence):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # Deletion must finish even when Ctrl-C cancelled the run.
         await asyncio.shield(fleet.close(tally))
     return LoadResult.of(load, tally, pairs, interrupted, time.monotonic() - tally.started)
@@ -236,9 +252,16 @@ async def _open_pairs(
     tally: Tally,
     pairs: list[Pair],
     expected: int,
+    evidence: asyncio.Task[CheckResult],
 ) -> None:
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(load.concurrency)
+
+    def binding() -> CheckResult | None:
+        if evidence.done() and not evidence.cancelled() and evidence.exception() is None:
+            return evidence.result()
+        return None
+
     start = loop.time()
 
     async def one(index: int) -> None:
@@ -257,17 +280,14 @@ async def _open_pairs(
                 )
                 assert a.relayed is not None and b.relayed is not None
                 for allocation in (a, b):
-                    if allocation.took is not None:
-                        tally.alloc_latency.append(allocation.took)
-                # ChannelBind installs the permission too (RFC 8656 §11.2): one request each way.
-                await asyncio.gather(
-                    a.channel_bind(FIRST_CHANNEL, b.relayed, deadline),
-                    b.channel_bind(FIRST_CHANNEL, a.relayed, deadline),
-                )
+                    _phases(tally, allocation)
+                path = await _bind_or_permit(a, b, deadline, tally)
             except (CheckFailure, Redirect) as exc:
-                tally.failures[_reason_key(exc) if isinstance(exc, CheckFailure) else "300"] += 1
+                error = _failure(ep, exc, binding())
+                tally.failures[error.reason] += 1
+                tally.hints.setdefault(error.reason, error.hint)
                 return
-            pair = Pair(index, a, b, seen=bytearray(expected))
+            pair = Pair(index, a, b, seen=bytearray(expected), path=path)
             _wire(pair, tally, loop)
             pairs.append(pair)
             tally.succeeded += 1
@@ -275,11 +295,41 @@ async def _open_pairs(
     await asyncio.gather(*(one(i) for i in range(load.clients)))
 
 
-async def _both(
-    first: Coroutine[Any, Any, Allocation], second: Coroutine[Any, Any, Allocation]
-) -> tuple[Allocation, Allocation]:
-    """Both allocations at once; when one fails the other is cancelled (and so deleted by its
-    own clean-up) and the first failure is raised as itself."""
+def _phases(tally: Tally, allocation: Allocation) -> None:
+    """How long each set-up phase of one allocation took: connect, TLS, Allocate."""
+    phases = allocation.channel.phases
+    if "connect" in phases:
+        tally.connect.append(phases["connect"])
+    if "tls" in phases:
+        tally.handshake.append(phases["tls"])
+    if allocation.took is not None:
+        tally.alloc_latency.append(allocation.took)
+
+
+async def _bind_or_permit(a: Allocation, b: Allocation, deadline: float, tally: Tally) -> str:
+    """A channel each way (ChannelBind installs the permission too, RFC 8656 §11.2): the
+    pair's path. When the server's ChannelBind fails, permissions and Send indications
+    carry the load as probe's relay check does, and the failure is counted: Chromium drops
+    a TURN connection whose ChannelBind fails (turn_port.cc OnChannelBindError)."""
+    assert a.relayed is not None and b.relayed is not None
+    try:
+        await _both(
+            a.channel_bind(FIRST_CHANNEL, b.relayed, deadline),
+            b.channel_bind(FIRST_CHANNEL, a.relayed, deadline),
+        )
+        return "channel"
+    except CheckFailure as exc:
+        reason = explain(exc, server=fmt_address(a.server)).reason
+    await _both(
+        a.create_permission(b.relayed[0], deadline), b.create_permission(a.relayed[0], deadline)
+    )
+    tally.unbound[reason] += 1
+    return "indication"
+
+
+async def _both(first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, T]) -> tuple[T, T]:
+    """Both at once; when one fails the other is cancelled (an allocation is then deleted by
+    its own clean-up) and the first failure is raised as itself."""
     try:
         async with asyncio.TaskGroup() as group:
             a, b = group.create_task(first), group.create_task(second)
@@ -290,9 +340,14 @@ async def _both(
 
 def _wire(pair: Pair, tally: Tally, loop: asyncio.AbstractEventLoop) -> None:
     b = pair.b
+    a_relay = pair.a.relayed
+    assert a_relay is not None
 
     def at_b(peer: Address, payload: bytes, path: str) -> None:
-        b.send_channel(FIRST_CHANNEL, payload)  # the echo
+        if pair.path == "channel":
+            b.send_channel(FIRST_CHANNEL, payload)  # the echo
+        else:
+            b.send_indication(a_relay, payload)
 
     def at_a(peer: Address, payload: bytes, path: str) -> None:
         if len(payload) < _PACKET.size:
@@ -339,7 +394,11 @@ async def _relay(
                     stamp = time.monotonic()  # not the loop clock: uvloop's counts whole ms
                     payload = _PACKET.pack(_MAGIC, pair.index, pair.sent, stamp) + padding
                     try:
-                        pair.a.send_channel(FIRST_CHANNEL, payload)
+                        if pair.path == "channel":
+                            pair.a.send_channel(FIRST_CHANNEL, payload)
+                        else:
+                            assert pair.b.relayed is not None
+                            pair.a.send_indication(pair.b.relayed, payload)
                     except CheckFailure:
                         tally.send_errors += 1
                     pair.sent += 1
@@ -388,7 +447,13 @@ class LoadResult:
     attempted: int
     succeeded: int
     failures: dict[str, int]
+    hints: dict[str, str]  # failure reason → what to try
+    unbound: dict[str, int]  # pairs relaying over Send indications: ChannelBind failures
     alloc_latency: dict[str, float] | None  # seconds
+    connect: dict[str, float] | None  # TCP connect, seconds (TCP and TLS only)
+    handshake: dict[str, float] | None  # TLS handshake, seconds
+    slow_connects: int  # connects that waited for a SYN retransmission (about 1 s)
+    connects: int  # connects measured (those of the pairs that set up)
     rtt: dict[str, float] | None  # seconds
     jitter: float | None
     sent: int
@@ -420,7 +485,13 @@ class LoadResult:
             attempted=tally.attempted,
             succeeded=tally.succeeded,
             failures=dict(tally.failures),
+            hints=dict(tally.hints),
+            unbound=dict(tally.unbound),
             alloc_latency=_quantiles(tally.alloc_latency, (50, 95, 99)),
+            connect=_quantiles(tally.connect, (50, 95, 99)),
+            handshake=_quantiles(tally.handshake, (50, 95, 99)),
+            slow_connects=sum(1 for c in tally.connect if c >= SYN_RETRY),
+            connects=len(tally.connect),
             rtt=_quantiles(tally.rtts, (50, 95, 99)),
             jitter=sum(jitters) / len(jitters) if jitters else None,
             sent=tally.sent,
@@ -438,6 +509,24 @@ class LoadResult:
     @property
     def failed(self) -> int:
         return sum(self.failures.values())
+
+    @property
+    def stall(self) -> str | None:
+        """Connects that waited for the kernel's first SYN retransmission (1 s, RFC 6298):
+        the server's listen backlog overflowed and dropped their SYN."""
+        if not self.slow_connects or self.connect is None:
+            return None
+        return (
+            f"{self.slow_connects} of {self.connects} TCP connects took "
+            f"over {SYN_RETRY:g} s: their SYN was "
+            "dropped and sent again after 1 s, so the server accepts connections more slowly "
+            "than they come (its listen backlog overflows): raise its backlog (net.core."
+            "somaxconn and the server's own setting) or open pairs slower (--ramp)"
+        )
+
+    @property
+    def unbound_pairs(self) -> int:
+        return sum(self.unbound.values())
 
     @property
     def loss_pct(self) -> float:
@@ -459,6 +548,7 @@ class LoadResult:
             not self.interrupted
             and not self.lost
             and self.failed == 0
+            and not self.unbound
             and self.succeeded == self.settings.clients
             and self.loss_pct <= self.settings.max_loss
         )
@@ -479,14 +569,24 @@ class LoadResult:
                 f"{self.failed} of {self.attempted} pairs failed to set up "
                 f"(most: {count}× {top}); {self.succeeded} relayed"
             )
+        if self.unbound:
+            top, count = max(self.unbound.items(), key=lambda kv: kv[1])
+            return (
+                f"calls through TURN fail: {self.unbound_pairs} of {self.succeeded} pairs relay "
+                f"only over Send indications because the server's ChannelBind fails ({top}), "
+                "and Chromium drops a TURN connection whose ChannelBind fails; over "
+                f"indications: {self.achieved_pps:.0f} echoed packets/s, loss "
+                f"{self.loss_pct:.2f} %"
+            )
         if self.loss_pct > self.settings.max_loss:
             return (
                 f"relay loss {self.loss_pct:.2f} % exceeds --max-loss {self.settings.max_loss:g} %"
             )
+        stall = f"; set-up stalled: {self.stall}" if self.stall else ""
         return (
             f"{self.succeeded} pairs relayed {self.achieved_pps:.0f} echoed packets/s "
             f"({self.achieved_pps / max(self.requested_pps, 1e-9) * 100:.0f} % of requested), "
-            f"loss {self.loss_pct:.2f} %"
+            f"loss {self.loss_pct:.2f} %{stall}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -513,7 +613,16 @@ class LoadResult:
                 "pairs_succeeded": self.succeeded,
                 "pairs_failed": self.failed,
                 "failures": dict(self.failures),
+                "hints": dict(self.hints),
+                "pairs_on_indications": self.unbound_pairs,
+                "channel_bind_failures": dict(self.unbound),
                 "latency_ms": ms(self.alloc_latency),
+                "setup_ms": {
+                    "connect": ms(self.connect),
+                    "tls_handshake": ms(self.handshake),
+                    "allocate": ms(self.alloc_latency),
+                },
+                "stall": self.stall,
                 "deleted": self.deleted,
                 "delete_failed": self.delete_failed,
                 "pairs_lost": sum(self.lost.values()),

@@ -47,6 +47,9 @@ ADVICE = {
     "open internet": "no NAT: direct connections work; peers behind NATs still need STUN/TURN",
     "symmetric UDP firewall": "no NAT, but a firewall filters incoming UDP: direct connections "
     "work when this side sends first; keep TURN available",
+    "no NAT": "this host's own address is what the server sees, so direct connections need "
+    "no STUN; whether a firewall filters incoming UDP is unknown (the server cannot run the "
+    "filtering tests: it has no RFC 5780 second address)",
     "unknown": "the NAT type could not be determined: see the reasons; test with a STUN server "
     "that supports RFC 5780 (two IP addresses), or give two STUN servers",
 }
@@ -86,6 +89,7 @@ class NatReport:
     reasons: dict[str, str] = field(default_factory=dict)
     tests: tuple[NatTest, ...] = ()
     classic_check: dict[str, Any] | None = None
+    software: str | None = None  # the server's SOFTWARE (untrusted text, cleaned)
 
     @property
     def answered(self) -> bool:
@@ -125,6 +129,7 @@ class NatReport:
             "reasons": dict(self.reasons),
             "tests": [t.to_json() for t in self.tests],
             "classic_check": self.classic_check,
+            "software": self.software,
         }
 
 
@@ -134,6 +139,7 @@ class _Reply:
     other: Address | None
     plain_mapped: Address | None
     other_method: str | None = None  # rfc5780 (OTHER-ADDRESS) | rfc3489 (CHANGED-ADDRESS)
+    software: str | None = None
 
 
 def classic_name(
@@ -145,7 +151,8 @@ def classic_name(
     if nat is False:
         if filtering == EIM:
             return "open internet"
-        return "symmetric UDP firewall" if filtering is not None else "unknown"
+        # No NAT answers the mapping question; only a firewall's filtering may stay open.
+        return "symmetric UDP firewall" if filtering is not None else "no NAT"
     if mapping is None:
         return "unknown"
     if mapping != EIM:
@@ -194,6 +201,7 @@ async def _binding(
         other,
         (str(plain[0]), int(plain[1])) if plain and "XOR-MAPPED-ADDRESS" in attrs else None,
         method,
+        stun.clean_text(attrs["SOFTWARE"]) if attrs.get("SOFTWARE") else None,
     )
 
 
@@ -290,6 +298,7 @@ async def discover(
             advice=ADVICE.get(classic, ADVICE["unknown"]),
             reasons=reasons,
             tests=tuple(tests + more),
+            software=first.software,
         )
 
 
@@ -532,7 +541,12 @@ PYSTUN3_NAMES = {
 
 
 async def classic_check(
-    server: Address, ours: str, *, total: float = 10.0, per_try: float = 0.5
+    server: Address,
+    ours: str,
+    *,
+    total: float = 10.0,
+    per_try: float = 0.5,
+    software: str | None = None,
 ) -> dict[str, Any]:
     """pystun3's RFC 3489 test on its own fresh socket in a worker thread, bounded in time.
 
@@ -567,6 +581,22 @@ async def classic_check(
     try:
         async with asyncio.timeout(total):
             nat_type, _ = await future
+    except ValueError:
+        odd = len(software.encode()) if software else 0
+        if odd % 4:
+            # pystun3's reader steps attribute by attribute without the padding to 4 bytes
+            # (RFC 8489 §14): after an odd-length one (p1_stun's 15-byte SOFTWARE "P1 STUN
+            # library") it reads mid-attribute and fails on what it finds.
+            return {
+                **out,
+                "classic": None,
+                "agrees": None,
+                "note": "pystun3 failed reading the server's answer: it does not skip the "
+                f"padding after an attribute whose length is not a multiple of 4 (this "
+                f"server's SOFTWARE is {odd} bytes); turncheck's own verdict above does not "
+                "depend on it",
+            }
+        return _unreadable(out)
     except TimeoutError:
         return {
             **out,
@@ -575,15 +605,12 @@ async def classic_check(
             "note": f"pystun3 did not finish in {total:g} s",
         }
     except Exception:
-        return {
-            **out,
-            "classic": None,
-            "agrees": None,
-            "note": "pystun3 could not read the server's answer: it stops on attributes it "
-            "does not expect (turncheck's own verdict above does not depend on it)",
-        }
+        return _unreadable(out)
     classic = PYSTUN3_NAMES.get(str(nat_type))
-    agrees = classic == ours
+    # turncheck's "no NAT" leaves filtering open; pystun3's two no-NAT names both fit it.
+    agrees = classic == ours or (
+        ours == "no NAT" and classic in ("open internet", "symmetric UDP firewall")
+    )
     note = None
     if classic is None:
         note = "pystun3 gave no verdict"
@@ -592,8 +619,8 @@ async def classic_check(
         # optional (RFC 8489 §12) and pion does not: the server is the cause, not the NAT.
         note = (
             "the server does not answer RFC 3489 requests (without the magic cookie; RFC 8489 "
-            "§12 makes that optional, and pion-based servers ignore them), so pystun3 heard "
-            "nothing: its 'UDP blocked' says nothing about this network"
+            "§12 makes answering them optional), so pystun3 heard nothing: its 'UDP blocked' "
+            "says nothing about this network"
         )
     elif not agrees:
         note = (
@@ -602,6 +629,16 @@ async def classic_check(
         )
     kind = None if nat_type is None else str(nat_type)
     return {**out, "nat_type": kind, "classic": classic, "agrees": agrees, "note": note}
+
+
+def _unreadable(out: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **out,
+        "classic": None,
+        "agrees": None,
+        "note": "pystun3 could not read the server's answer (it raised an error reading it); "
+        "turncheck's own verdict above does not depend on it",
+    }
 
 
 def _settle(

@@ -18,6 +18,7 @@ from turncheck.explain import (
     run_advice,
     tls_notes,
     verdict,
+    weigh,
 )
 from turncheck.nat import symmetric_from_bindings
 from turncheck.plan import Target
@@ -116,12 +117,14 @@ async def run_probe(
                     )
                     tasks.append(group.create_task(_guarded(check, item, kind)))
     uses = browser.uses(list(dict.fromkeys(t.url for t in targets)))
-    checks = _as_the_browser_sees(_ordered(targets, ready + [t.result() for t in tasks]), uses)
+    checks = _stun_but_not_turn(_ordered(targets, ready + [t.result() for t in tasks]))
+    checks = _as_the_browser_sees(checks, uses)
     view = browser.view(uses, checks, relay_only)
     text = verdict(checks)
     if not every_check:
+        # The browser's answer comes first, relay policy included (browser.view knows it).
         text = browser_verdict(view, checks, text)
-    if relay_only:
+    elif relay_only:
         text = relay_only_verdict(checks, text)
     gates = evaluate(requirements, checks) if requirements else ()
     if gates:
@@ -153,6 +156,13 @@ def _ordered(targets: Sequence[Target], checks: list[CheckResult]) -> tuple[Chec
     return tuple(sorted(checks, key=key))
 
 
+def _stun_but_not_turn(checks: tuple[CheckResult, ...]) -> tuple[CheckResult, ...]:
+    """An unanswered Allocate to an address and transport whose Binding was answered: say
+    what the evidence says (explain.stun_only), not "UDP may be blocked"."""
+    answered = {(c.server, c.transport): c for c in checks if c.kind == "stun" and c.ok}
+    return tuple(weigh(c, answered.get((c.server, c.transport))) for c in checks)
+
+
 def _as_the_browser_sees(
     checks: tuple[CheckResult, ...], uses: Sequence[browser.BrowserUse]
 ) -> tuple[CheckResult, ...]:
@@ -162,7 +172,8 @@ def _as_the_browser_sees(
     out: list[CheckResult] = []
     for check in checks:
         use = by_key.get((check.url, check.transport))
-        if check.extra or use is None or use.skipped:
+        skipped = use is not None and use.skipped and (check.kind == "turn" or not use.stun_server)
+        if check.extra or use is None or skipped:
             out.append(check)
             continue
         if check.candidate("relay") is not None and use.relay_preference:
@@ -171,7 +182,7 @@ def _as_the_browser_sees(
                 for c in check.candidates
             )
             check = replace(check, candidates=candidates)
-        if not check.ok:
+        if not check.ok or check.details.get("unchallenged"):
             if check.kind == "turn":
                 found = browser.allocate_error(check.transport, check)
             elif check.transport == "udp":

@@ -88,7 +88,7 @@ class Resolver:
         self.families = families
         self._dns: dns.asyncresolver.Resolver | None = None
 
-    def _dnspython(self) -> dns.asyncresolver.Resolver:
+    def _dnspython(self, name: str) -> dns.asyncresolver.Resolver:
         import dns.asyncresolver
         import dns.exception
 
@@ -101,7 +101,10 @@ class Resolver:
                 try:
                     resolver = dns.asyncresolver.Resolver()
                 except dns.exception.DNSException as exc:
-                    raise DnsFailure("error", "resolver", f"no usable resolver ({exc})") from exc
+                    # No nameserver in /etc/resolv.conf: the lookup of `name` cannot start.
+                    raise DnsFailure(
+                        "unreachable", name, "this host's resolv.conf names no DNS server"
+                    ) from exc
             resolver.lifetime = self.timeout
             resolver.timeout = min(2.0, self.timeout)
             resolver.search = []
@@ -158,7 +161,7 @@ class Resolver:
         import dns.resolver
 
         try:
-            answer = await self._dnspython().resolve(name, "SRV", search=False)
+            answer = await self._dnspython(name).resolve(name, "SRV", search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
         except dns.exception.DNSException as exc:
@@ -188,7 +191,7 @@ class Resolver:
             if fam in self.families
         ]
         results = await asyncio.gather(
-            *(self._dnspython().resolve(host, rdtype, search=False) for _, rdtype in kinds),
+            *(self._dnspython(host).resolve(host, rdtype, search=False) for _, rdtype in kinds),
             return_exceptions=True,
         )
         out: list[str] = []
@@ -260,5 +263,7 @@ def _map_gai_error(exc: socket.gaierror, host: str) -> DnsFailure:
     if code == getattr(socket, "EAI_NODATA", -5):
         return DnsFailure("noanswer", host, "the name has no address")
     if code == socket.EAI_AGAIN:
-        return DnsFailure("timeout", host, "temporary resolver failure")
+        # At once, not after a wait: no DNS server could be reached (no route, nothing
+        # configured) or none gave an answer (glibc's "Temporary failure in name resolution").
+        return DnsFailure("unreachable", host, "temporary failure in name resolution")
     return DnsFailure("error", host, exc.strerror or str(exc))

@@ -167,6 +167,20 @@ class RelayResult:
     def ok(self) -> bool:
         return self.error is None and self.stats is not None and self.stats.received > 0
 
+    @property
+    def carries_calls(self) -> bool:
+        """Relays over a channel, as a browser's media goes: Chromium asks for a ChannelBind
+        with the first real data and drops the connection when it fails (turn_port.cc
+        TurnEntry::OnChannelBindError/Timeout: FailAndPruneConnection)."""
+        channel = self.paths.get("channel")
+        return self.ok and isinstance(channel, PathStats) and channel.received > 0
+
+    @property
+    def channel_failure(self) -> Explanation | None:
+        """Why the ChannelBind failed, when it did."""
+        channel = self.paths.get("channel")
+        return channel if isinstance(channel, Explanation) else None
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = self.stats.to_json() if self.stats else {"path": None}
         out["peer"] = self.peer

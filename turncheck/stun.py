@@ -110,6 +110,16 @@ def long_term_key(username: str, realm: str, password: str) -> bytes:
     return hashlib.md5(f"{username}:{realm}:{password}".encode()).digest()
 
 
+def sign(message: Message, key: bytes) -> None:
+    """MESSAGE-INTEGRITY last, and no FINGERPRINT after it: what libwebrtc's TURN client
+    sends (turn_port.cc AddRequestAuthInfo); aioice's add_message_integrity adds both."""
+    message.attributes.pop("MESSAGE-INTEGRITY", None)
+    message.attributes.pop("FINGERPRINT", None)
+    data = bytes(message)
+    message._integrity_data = data  # aioice's own field: what the integrity was computed on
+    message.attributes["MESSAGE-INTEGRITY"] = _stun.message_integrity(data, key)
+
+
 def clean_text(value: object, limit: int = 128) -> str:
     """Server-supplied text (reason phrases, SOFTWARE) made safe to show: no control bytes."""
     raw = str(value).rstrip("\x00")  # some servers count their NUL padding in the length

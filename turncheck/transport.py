@@ -116,6 +116,8 @@ class Channel:
         self.tracer = tracer
         self.on_data: DataHandler | None = None
         self.on_indication: Callable[[stun.Message, Address], None] | None = None
+        # Seconds each set-up phase took: "connect", "tls" (streams only; UDP has none).
+        self.phases: dict[str, float] = {}
 
     # -- hooks for subclasses ------------------------------------------------------------
 
@@ -510,9 +512,12 @@ class StreamChannel(Channel):
         tracer: Tracer | None = None,
     ) -> StreamChannel:
         """Connect (and handshake) before the deadline or raise ConnectFailure/TlsFailure."""
+        began = time.monotonic()
+        phases: dict[str, float] = {}
         try:
             async with asyncio.timeout_at(deadline):
                 reader, writer = await asyncio.open_connection(server[0], server[1])
+            phases["connect"] = time.monotonic() - began
         except TimeoutError:
             raise ConnectFailure(
                 "timeout", f"TCP connect to {fmt_address(server)} timed out"
@@ -554,7 +559,10 @@ class StreamChannel(Channel):
                 verified=ssl_context.verify_mode != ssl.CERT_NONE,
                 cert=parse_cert(obj.getpeercert(binary_form=True)) if obj else None,
             )
-        return cls(reader, writer, server, tls, tracer)
+            phases["tls"] = time.monotonic() - began - phases["connect"]
+        channel = cls(reader, writer, server, tls, tracer)
+        channel.phases = phases
+        return channel
 
     @property
     def local_address(self) -> Address:

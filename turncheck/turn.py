@@ -76,6 +76,7 @@ class Allocation:
         self.took: float | None = None  # seconds the Allocate took, its 401 round included
         self.deleted: bool | None = None  # None: nothing to delete
         self._channels: dict[int, Address] = {}
+        self._bound: set[int] = set()
         self._maybe_allocated = False
 
     async def __aenter__(self) -> Allocation:
@@ -95,8 +96,15 @@ class Allocation:
     async def channel_bind(self, number: int, peer: Address, deadline: float) -> None:
         """Bind a channel number to a peer (it also installs or refreshes the permission)."""
         attrs = {"CHANNEL-NUMBER": number, "XOR-PEER-ADDRESS": peer}
-        await self.authed(stun.Method.CHANNEL_BIND, attrs, deadline)
+        # RFC 8656 §11.2: ready for the server's ChannelData as soon as the request is sent,
+        # though ours goes out as ChannelData only after a (verified) success.
         self._channels[number] = peer
+        await self.authed(stun.Method.CHANNEL_BIND, attrs, deadline)
+        self._bound.add(number)
+
+    def bound(self, number: int) -> bool:
+        """The server confirmed this channel: data may go as ChannelData."""
+        return number in self._bound
 
     def send_indication(self, peer: Address, data: bytes) -> None:
         """Send indication: data to a peer, no channel needed (indications are not signed)."""
@@ -146,9 +154,8 @@ class Allocation:
             message.attributes["USERNAME"] = self.credentials.username
             message.attributes["REALM"] = self.realm
             message.attributes["NONCE"] = self.nonce
-            message.add_message_integrity(self.key)
-        else:
-            message.add_fingerprint()
+            stun.sign(message, self.key)
+        # No FINGERPRINT: libwebrtc's TURN client sends none (turn_port.cc), on any request.
         return await self.channel.request(
             message,
             self.server,
@@ -180,14 +187,18 @@ class Allocation:
         *,
         mark_allocated: bool = False,
     ) -> stun.Message:
-        """An authenticated request with one retry on 438 Stale Nonce (RFC 8656 §6.4)."""
+        """An authenticated request with one retry on 438 Stale Nonce (RFC 8656 §6.4).
+
+        On an allocation the server granted without a challenge (no authentication, as
+        coturn's no-auth), requests go unsigned until the server asks with a 401."""
         name = stun.method_name(method)
+        signed = self.key is not None
         for attempt in range(2):
             message = stun.Message(method, stun.Class.REQUEST, attributes=dict(attributes))
             if mark_allocated:
                 self._maybe_allocated = True
             try:
-                answer = await self._send(message, deadline, signed=True, what=self._what(name))
+                answer = await self._send(message, deadline, signed=signed, what=self._what(name))
             except UnprotectedAnswer as exc:
                 if mark_allocated and exc.kind == "error":
                     self._maybe_allocated = False  # an error: no allocation (RFC 8656 §7.3)
@@ -196,8 +207,10 @@ class Allocation:
             if response.message_class == stun.Class.RESPONSE:
                 return response
             code, phrase = stun.error_of(response)
-            if code == 438 and attempt == 0:
+            wants_auth = code == 401 and not signed and self.credentials is not None
+            if (code == 438 or wants_auth) and attempt == 0:
                 self._learn_challenge(response)
+                signed = self.key is not None
                 continue
             if mark_allocated:
                 # RFC 8656 §7.3: no allocation exists after an error response to Allocate.
@@ -213,10 +226,11 @@ class Allocation:
     async def allocate(self, deadline: float) -> None:
         """Allocate a UDP relay: challenge, authenticated retry, 438 once (RFC 8656 §7)."""
         began = asyncio.get_running_loop().time()
+        # Exactly Chromium's Allocate (turn_port.cc TurnAllocateRequest): REQUESTED-TRANSPORT
+        # alone, then with USERNAME, REALM, NONCE and MESSAGE-INTEGRITY after the 401; no
+        # FINGERPRINT, and no REQUESTED-ADDRESS-FAMILY over IPv6 either (the server picks the
+        # relay's family: RFC 8656 §7.1 says IPv4 by default).
         attrs: dict[str, Any] = {"REQUESTED-TRANSPORT": stun.REQUESTED_TRANSPORT_UDP}
-        if ":" in self.server[0]:
-            # As libwebrtc does: over IPv6 to the server, ask for an IPv6 relay (RFC 8656 §7.1).
-            attrs["REQUESTED-ADDRESS-FAMILY"] = stun.family_attribute(self.server[0])
         first = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST, attributes=dict(attrs))
         answer = await self._send(first, deadline, signed=False, what=self._what("Allocate"))
         self.first_rtt = answer.rtt

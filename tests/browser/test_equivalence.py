@@ -10,6 +10,10 @@ NAT (so a srflx differs from the host address), and in the server namespace
     203.0.113.6         nothing: a server that is down
     203.0.113.7         coturn D with a self-signed certificate
     203.0.113.8         coturn E with TURN REST API credentials (use-auth-secret)
+    203.0.113.9         coturn F on port 1000 only (a port Chromium skips for TURN)
+    203.0.113.10        coturn G with no-auth (it grants an Allocate without a challenge)
+    203.0.113.11        a recording front for coturn A (tests/servers/recorder.py): what
+                        Chromium and turncheck put on the wire, attribute by attribute
 
 Every scenario's RTCConfiguration is gathered by headless Chromium (all at once, one
 launch, capped) and probed by turncheck from the same namespace; then for each scenario
@@ -30,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,7 @@ from tests.lab.netns import Lab, nat_lab, require_lab
 from tests.servers.coturn import running_coturn
 from tests.servers.dnsmasq import running_dnsmasq
 from tests.servers.fixtures import require_tool
+from tests.servers.ports import terminate
 from tests.test_tls_diagnostics import self_signed_pem
 from turncheck.browser import IceServerInput, check_constructor
 from turncheck.errors import ConfigRejected
@@ -57,7 +62,8 @@ pytestmark = pytest.mark.timeout(240)
 
 CAP_S = 6.0  # Chromium's gathering cap: healthy gathers complete in ~0.2 s
 TURNCHECK_TIMEOUT = "2"
-HEALTHY, DNS_IP, SRV_ALT, BLOCKED, DOWN, SELF_SIGNED, REST = (
+CAPTURE = "203.0.113.11"
+HEALTHY, DNS_IP, SRV_ALT, BLOCKED, DOWN, SELF_SIGNED, REST, LOW_PORT, NO_AUTH = (
     "203.0.113.2",
     "203.0.113.3",
     "203.0.113.4",
@@ -65,6 +71,8 @@ HEALTHY, DNS_IP, SRV_ALT, BLOCKED, DOWN, SELF_SIGNED, REST = (
     "203.0.113.6",
     "203.0.113.7",
     "203.0.113.8",
+    "203.0.113.9",
+    "203.0.113.10",
 )
 SECRET = "lab-shared-secret-7"
 ALICE = {"username": "alice", "credential": "s3cret"}
@@ -79,6 +87,9 @@ NAMES = {
     "down.lab.test": DOWN,
     "selfsigned.lab.test": SELF_SIGNED,
     "rest.lab.test": REST,
+    "lowport.lab.test": LOW_PORT,
+    "noauth.lab.test": NO_AUTH,
+    "capture.lab.test": CAPTURE,
 }
 SRV = [
     ("_turn._udp.srv.lab.test", "alt.lab.test", 3479, 0, 0),
@@ -149,9 +160,33 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "tls-self-signed": _servers(_turn("turns:selfsigned.lab.test")),
     # a run-time rule: TURN below port 1024 (but 53, 80, 443) is never used
     "turn-low-port": _servers(_turn("turn:turn.lab.test:1000?transport=udp")),
+    # ... but a UDP TURN URL there is still a STUN server: a srflx from stun:host:1000
+    "turn-low-port-stun-answers": _servers(_turn("turn:lowport.lab.test:1000")),
     # two TURN URLs: the relay preference follows the position
     "two-turn-urls": _servers(
         _turn("turn:turn.lab.test?transport=udp"), _turn("turns:turn.lab.test")
+    ),
+    # the relay policy with nothing it may use: no candidate and no error at all
+    "relay-policy-stun-only": _servers({"urls": "stun:turn.lab.test"}, policy="relay"),
+    "relay-policy-low-port": _servers(
+        _turn(["turn:lowport.lab.test:1000", "turn:lowport.lab.test:1000?transport=tcp"]),  # type: ignore[arg-type]
+        policy="relay",
+    ),
+    # a name without an A record: the lookup text is UDP's only
+    "no-a-record-udp": _servers(_turn("turn:noaddr.lab.test?transport=udp")),
+    "no-a-record-tcp": _servers(_turn("turn:noaddr.lab.test?transport=tcp")),
+    "no-a-record-tls": _servers(_turn("turns:noaddr.lab.test")),
+    # a server that needs no authentication (coturn no-auth)
+    "no-auth": _servers(_turn("turn:noauth.lab.test?transport=udp")),
+    # the recording front: Binding and Allocate on every transport, as put on the wire
+    "capture": _servers(
+        _turn(
+            [  # type: ignore[arg-type]
+                "turn:capture.lab.test?transport=udp",
+                "turn:capture.lab.test?transport=tcp",
+                "turns:capture.lab.test",
+            ]
+        )
     ),
 }
 
@@ -180,6 +215,7 @@ VALIDATION: dict[str, dict[str, Any]] = {
     "ipv6-brackets": {"urls": "turn:[2001:db8::1]:3478", **ALICE},
     "user-at-host": {"urls": "turn:alice@a.lab.test", **ALICE},
     "empty-host": {"urls": "turn:", **ALICE},
+    "empty-port": {"urls": "turn:a.lab.test:", **ALICE},
     "space-in-host": {"urls": "turn:a lab.test", **ALICE},
     "no-credentials": {"urls": "turn:a.lab.test"},
     "no-credential": {"urls": "turn:a.lab.test", "username": "alice"},
@@ -199,6 +235,7 @@ class Equivalence:
     chromium: dict[str, Any]  # the driver's OUT.json
     turncheck: dict[str, dict[str, Any]]  # scenario → turncheck's JSON
     stderr: dict[str, str]
+    wire: dict[str, list[dict[str, Any]]]  # "chromium"/"turncheck" → recorded requests
 
 
 def _turncheck_runs(lab: Lab, tmp: Path, ca_file: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -241,7 +278,7 @@ def equivalence(tls_ca, ca_file: Path, tmp_path_factory) -> Iterator[Equivalence
     tmp = tmp_path_factory.mktemp("equivalence")
     with ExitStack() as stack:
         lab = stack.enter_context(nat_lab("masquerade"))
-        for ip in (SRV_ALT, BLOCKED, DOWN, SELF_SIGNED, REST):
+        for ip in (SRV_ALT, BLOCKED, DOWN, SELF_SIGNED, REST, LOW_PORT, NO_AUTH):
             lab.run(lab.server_ns, ["ip", "addr", "add", f"{ip}/24", "dev", "eth0"], check=True)
         lab.iptables(lab.nat_ns, "-A", "FORWARD", "-p", "udp", "-d", BLOCKED, "-j", "DROP")
 
@@ -274,6 +311,8 @@ def equivalence(tls_ca, ca_file: Path, tmp_path_factory) -> Iterator[Equivalence
             cert_hostnames=("rest.lab.test",),
             extra=("use-auth-secret", f"static-auth-secret={SECRET}"),
         )
+        coturn("lowport", (LOW_PORT,), (1000, 5349, 49410), cert_hostnames=("lowport.lab.test",))
+        coturn("noauth", (NO_AUTH,), (3478, 5349, 49460), extra=("no-auth",))
         dns = stack.enter_context(
             running_dnsmasq(
                 tmp / "dnsmasq",
@@ -284,14 +323,51 @@ def equivalence(tls_ca, ca_file: Path, tmp_path_factory) -> Iterator[Equivalence
             )
         )
         stack.enter_context(netns_etc(lab.client_ns, dns.host, {HOSTS_ONLY: HEALTHY}))
+        wire_log = stack.enter_context(_recorder(lab, tls_ca, tmp))
         jobs = [gather(name, config) for name, config in SCENARIOS.items()]
         jobs += [
             construct(f"validate:{name}", {"iceServers": [entry]})
             for name, entry in VALIDATION.items()
         ]
         chromium = run_chromium(lab, jobs, ca_pem=ca_file, cap_s=CAP_S)
+        chromium_wire = _records(wire_log)
         turncheck, stderr = _turncheck_runs(lab, tmp, ca_file)
-        yield Equivalence(lab, chromium, turncheck, stderr)
+        wire = {
+            "chromium": chromium_wire,
+            "turncheck": _records(wire_log)[len(chromium_wire) :],
+        }
+        yield Equivalence(lab, chromium, turncheck, stderr, wire)
+
+
+@contextmanager
+def _recorder(lab: Lab, tls_ca: Any, tmp: Path) -> Iterator[Path]:
+    """tests/servers/recorder.py in the server namespace, in front of coturn A."""
+    lab.run(lab.server_ns, ["ip", "addr", "add", f"{CAPTURE}/24", "dev", "eth0"], check=True)
+    leaf = tls_ca.issue_cert("capture.lab.test")
+    cert, key = tmp / "capture.pem", tmp / "capture.key"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    out = tmp / "wire.jsonl"
+    argv = [sys.executable, "-m", "tests.servers.recorder", "--listen", CAPTURE]
+    argv += ["--upstream", HEALTHY, "--cert", str(cert), "--key", str(key), "--out", str(out)]
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", lab.server_ns, *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read() if proc.stderr else ""
+        yield out
+    finally:
+        terminate(proc, proc.send_signal, 5.0)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def chromium_answer(result: dict[str, Any]) -> dict[str, Any]:
@@ -439,3 +515,78 @@ def test_constructor_validation_is_chromiums(equivalence: Equivalence, case: str
     if seen is not None:
         seen = {"name": seen["name"], "message": seen["message"].removeprefix(CONSTRUCT_PREFIX)}
     assert _turncheck_constructs(VALIDATION[case]) == seen
+
+
+def test_relay_policy_verdicts_start_with_what_the_browser_gets(equivalence: Equivalence) -> None:
+    stun_only = equivalence.turncheck["relay-policy-stun-only"]
+    assert stun_only["code"] == 1  # a valid configuration that yields nothing: not bad input
+    assert stun_only["verdict"].startswith(
+        "calls fail: a browser with this configuration (iceTransportPolicy relay) gathers no "
+        "candidate at all: the configuration has no TURN server"
+    )
+    low = equivalence.turncheck["relay-policy-low-port"]
+    assert low["code"] == 1
+    assert low["verdict"].startswith(
+        "calls fail: a browser with this configuration (iceTransportPolicy relay) gathers no "
+        "candidate at all: it skips every TURN URL of it (Chromium never uses a TURN server on "
+        "port 1000"
+    )
+    # The low port's STUN use: a srflx, and the TURN URL named as skipped, not failed.
+    stun_too = equivalence.turncheck["turn-low-port-stun-answers"]
+    assert stun_too["browser"]["srflx"] is True and stun_too["code"] == 0
+    assert stun_too["browser"]["skipped"][0]["url"] == "turn:lowport.lab.test:1000?transport=udp"
+
+
+def test_a_server_without_authentication_gives_chromium_no_relay(equivalence: Equivalence) -> None:
+    """Chromium 156 discards an Allocate success that came without a challenge: no relay, and
+    within the cap no error either (its timeout is ~40 s). turncheck relays (an open relay)
+    and says the browser gets nothing."""
+    assert equivalence.chromium["results"]["no-auth"]["candidates"]
+    doc = equivalence.turncheck["no-auth"]
+    assert doc["code"] == 1 and doc["browser"]["relay"] == []
+    assert "granted the Allocate without authentication" in doc["verdict"]
+
+
+# -- what goes on the wire: turncheck's requests for the browser's checks are Chromium's -----
+
+BINDING, ALLOCATE = "0x0001", "0x0003"
+NAMES_OF = {
+    "0x0019": "REQUESTED-TRANSPORT",
+    "0x0006": "USERNAME",
+    "0x0014": "REALM",
+    "0x0015": "NONCE",
+    "0x0008": "MESSAGE-INTEGRITY",
+    "0x8028": "FINGERPRINT",
+    "0x0017": "REQUESTED-ADDRESS-FAMILY",
+    "0x8022": "SOFTWARE",
+}
+
+
+def _requests(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], set[tuple[str, ...]]]:
+    """(transport, method, phase) → the attribute lists sent, named; Binding and Allocate."""
+    out: dict[tuple[str, str, str], set[tuple[str, ...]]] = {}
+    for record in records:
+        if record["type"] not in (BINDING, ALLOCATE):
+            continue
+        method = "Binding" if record["type"] == BINDING else "Allocate"
+        phase = "signed" if "0x0008" in record["attrs"] else "unsigned"
+        names = tuple(NAMES_OF.get(a, a) for a in record["attrs"])
+        out.setdefault((record["transport"], method, phase), set()).add(names)
+    return out
+
+
+def test_turncheck_sends_chromiums_attributes(equivalence: Equivalence) -> None:
+    """Captured at the recording front over UDP, TCP and TLS: every Binding and Allocate that
+    Chromium sent, turncheck sent with the same attributes in the same order (prints the
+    table; pytest -s shows it)."""
+    chromium = _requests(equivalence.wire["chromium"])
+    ours = _requests(equivalence.wire["turncheck"])
+    print("\n| transport | request | Chromium 156 | turncheck |\n|---|---|---|---|")
+    for key in sorted(chromium):
+        print(
+            f"| {key[0]} | {key[1]} ({key[2]}) | {sorted(chromium[key])} | {sorted(ours.get(key, set()))} |"
+        )
+    assert {("udp", "Binding", "unsigned"), ("udp", "Allocate", "signed")} <= set(chromium)
+    assert {("tcp", "Allocate", "signed"), ("tls", "Allocate", "signed")} <= set(chromium)
+    for key, sent in chromium.items():
+        assert ours.get(key) == sent, (key, sent, ours.get(key))

@@ -23,6 +23,7 @@ from .coturn import Coturn, running_coturn
 from .dnsmasq import DnsServer, running_dnsmasq
 from .ejabberd import Ejabberd, ejabberd_missing, running_ejabberd
 from .pion import PionBinaries, PionServer, build_pion, pion_missing, running_pion
+from .stund import Stund, running_stund, stund_missing
 
 __all__ = [
     "ca_file",
@@ -37,6 +38,7 @@ __all__ = [
     "pion_servers",
     "require_root",
     "require_tool",
+    "stund",
     "tls_ca",
 ]
 
@@ -233,3 +235,14 @@ def ejabberd_factory(tls_ca, tmp_path) -> Iterator[Callable[..., Ejabberd]]:
             return stack.enter_context(running_ejabberd(Path(workdir), **kwargs))
 
         yield make
+
+
+@pytest.fixture(scope="session")
+def stund(tmp_path_factory) -> Iterator[Stund]:
+    """stund (Debian's stun-server): STUN only, RFC 3489, on 127.0.0.1/127.0.0.2 ports p,
+    p + 1; it drops every TURN request without an answer."""
+    why = stund_missing()
+    if why is not None:
+        lab_unavailable(why)
+    with running_stund(tmp_path_factory.mktemp("stund")) as server:
+        yield server

@@ -132,3 +132,73 @@ def strip_integrity(message_type: int) -> Callable[[bytes], bytes]:
         return data[:2] + struct.pack("!H", len(kept)) + data[4:20] + bytes(kept)
 
     return rewrite
+
+
+@dataclass
+class SlowAcceptProxy:
+    host: str
+    port: int
+
+
+@contextmanager
+def slow_accept_tcp_proxy(
+    upstream: tuple[str, int], backlog: int = 1, accept_every: float = 0.1
+) -> Iterator[SlowAcceptProxy]:
+    """A TCP front to `upstream` whose listen backlog is tiny and which accepts one
+    connection every `accept_every` seconds: a server that accepts more slowly than
+    connections come. The kernel then drops SYNs, and clients send them again after 1 s.
+    Bytes are forwarded both ways unchanged."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(backlog)
+    listener.setblocking(False)
+    proxy = SlowAcceptProxy("127.0.0.1", listener.getsockname()[1])
+    loop = asyncio.new_event_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(1_000_000):  # bounded: at most this many reads per direction
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve() -> None:
+        for _ in range(100_000):  # bounded: the test's connections are far fewer
+            client, _ = await loop.sock_accept(listener)
+            client.setblocking(False)
+            down_r, down_w = await asyncio.open_connection(sock=client)
+            up_r, up_w = await asyncio.open_connection(*upstream)
+            for task in (pipe(down_r, up_w), pipe(up_r, down_w)):
+                tasks.add(loop.create_task(task))
+            await asyncio.sleep(accept_every)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        main = loop.create_task(serve())
+        tasks.add(main)
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+
+        async def shutdown() -> None:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+        listener.close()

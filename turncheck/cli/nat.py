@@ -171,6 +171,6 @@ async def _nat(
         from dataclasses import replace
 
         primary = next(s for s in servers if fmt_address(s) == report.server)
-        check = await classic_check(primary, report.classic)
+        check = await classic_check(primary, report.classic, software=report.software)
         report = replace(report, classic_check=check)
     return report

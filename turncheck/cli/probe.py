@@ -205,6 +205,7 @@ def probe(
         raise InputError(f"--repeat {repeat}: give 1 to 100000 rounds")
     if repeat is not None and out.fmt in ("junit", "prometheus", "nagios"):
         raise InputError(f"--repeat works with table and json output, not {out.fmt}")
+    relay_only_flag = relay_only  # the file's iceTransportPolicy is merged in below
     entries, relay_only, config_advice = server_entries(
         ctx,
         urls,
@@ -241,7 +242,9 @@ def probe(
         config_advice = tuple(advice(entries))
     targets = build_targets(entries, override)
     relay = None if no_relay else relay_settings(count, size, spacing, peer)
-    if relay_only and (relay is None or not any(t.url.is_turn for t in targets)):
+    if relay_only_flag and (relay is None or not any(t.url.is_turn for t in targets)):
+        # Only the flag is an input error: a configuration whose policy is "relay" with no
+        # TURN server is valid, and the verdict says what a browser gets from it (nothing).
         raise InputError(
             "--relay-only needs a turn: or turns: URL and the relay check (no --no-relay)"
         )

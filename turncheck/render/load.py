@@ -77,7 +77,17 @@ def lines(result: LoadResult, width: int) -> list[Text]:
     )
     for reason, count in sorted(result.failures.items(), key=lambda kv: -kv[1]):
         out += fact("", f"{count}× {reason}", "red")
+        if reason in result.hints:
+            out += fact("", f"hint: {result.hints[reason]}")
+    for reason, count in sorted(result.unbound.items(), key=lambda kv: -kv[1]):
+        out += fact("", f"{count}× on Send indications: ChannelBind failed: {reason}", "red")
+    if result.connect is not None:
+        out += fact("TCP connect ms", _ms(result.connect))
+    if result.handshake is not None:
+        out += fact("TLS handshake ms", _ms(result.handshake))
     out += fact("allocation latency ms", _ms(result.alloc_latency))
+    if result.stall is not None:
+        out += fact("set-up stall", result.stall, "yellow")
     out += fact(
         "relayed packets",
         f"{result.sent} sent, {result.received} echoed back, loss {result.loss_pct:.2f} %"
