@@ -21,6 +21,7 @@ from turncheck.errors import (
     ProtocolFailure,
     RedirectedFailure,
     RelayFailure,
+    StunOnlyServer,
     TlsFailure,
     TransactionTimeout,
     UnprotectedAnswer,
@@ -32,6 +33,7 @@ from turncheck.results import Candidate, CheckResult, RelayResult
 from turncheck.transport import (
     Address,
     Channel,
+    Conclusive,
     RetryPolicy,
     StreamChannel,
     TlsInfo,
@@ -123,13 +125,58 @@ def allocation_on(
     ep: Endpoint, channel: Channel, server: Address, settings: CheckSettings
 ) -> Allocation:
     """An Allocation with the endpoint's credentials and transport, on an open channel."""
-    return Allocation(
+    allocation = Allocation(
         channel,
         server,
         ep.target.entry.credentials,
         policy=settings.policy,
         transport_name=ep.target.transport.value,
     )
+    if isinstance(channel, UdpChannel):
+        allocation.conclusive = _stun_only_judge(channel, server, settings)
+    return allocation
+
+
+BURST = 20  # Binding requests that weigh an unanswered Allocate (BURST_GAP apart)
+BURST_GAP = 0.005
+
+
+def _stun_only_judge(channel: UdpChannel, server: Address, settings: CheckSettings) -> Conclusive:
+    """After three unanswered Allocates: a burst of Bindings from the same socket to the same
+    address. All answered means the path carries this 5-tuple's packets both ways, so the
+    Allocates were dropped by the server, not lost. With 30 % of requests lost (the lossy
+    lab), 20 of 20 answered happens once in 1,250 bursts, and three Allocates lost before
+    it in 27 of 1,000 of those: a wrong verdict once in 46,000 allocations."""
+
+    async def judge(sends: int, waited: float) -> CheckFailure | None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        single = RetryPolicy(max_sends=1)
+
+        async def one(i: int) -> float | None:
+            await asyncio.sleep(i * BURST_GAP)
+            request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+            try:
+                answer = await channel.request(
+                    request,
+                    server,
+                    deadline=loop.time() + 0.3,
+                    policy=single,
+                    what="STUN Binding (udp, weighing an unanswered Allocate)",
+                )
+            except CheckFailure:
+                return None
+            return answer.rtt
+
+        rtts = await asyncio.gather(*(one(i) for i in range(BURST)))
+        answered = [r for r in rtts if r is not None]
+        if len(answered) < BURST:
+            return None  # loss on the path: the RFC 8489 schedule goes on
+        return StunOnlyServer(
+            "TURN Allocate (udp)", sends, waited + loop.time() - began, BURST, min(answered)
+        )
+
+    return judge
 
 
 def _base(ep: Endpoint, kind: str) -> dict[str, Any]:

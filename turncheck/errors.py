@@ -85,6 +85,17 @@ class TransactionTimeout(CheckFailure):
         self.ignored = ignored
 
 
+class StunOnlyServer(TransactionTimeout):
+    """Allocates unanswered while every Binding of a burst on the same socket, sent to the
+    same address, was answered: the server speaks STUN, not TURN (loss would have taken
+    Bindings too). A timeout to the browser, which waits its ~40 s out."""
+
+    def __init__(self, what: str, sends: int, waited: float, burst: int, rtt: float) -> None:
+        super().__init__(what, sends, waited, ())
+        self.burst = burst
+        self.rtt = rtt
+
+
 class ErrorResponse(CheckFailure):
     def __init__(self, method: str, code: int, phrase: str, software: str | None = None) -> None:
         super().__init__(f"{method} error {code} {phrase}".rstrip())

@@ -17,6 +17,7 @@ from turncheck.errors import (
     ProtocolFailure,
     RedirectedFailure,
     RelayFailure,
+    StunOnlyServer,
     TlsFailure,
     TransactionTimeout,
     UnprotectedAnswer,
@@ -270,6 +271,15 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
         if summary is not None:
             text += f"; certificate: {summary()}"
         return Explanation(None, text, hint)
+    if isinstance(failure, StunOnlyServer):
+        return Explanation(
+            None,
+            f"this server answers STUN but not TURN: {failure.burst} of {failure.burst} "
+            f"Binding requests from the same socket were answered (in {failure.rtt * 1000:.1f} "
+            f"ms), but no answer to {failure.what} after {failure.sends} send(s) in "
+            f"{failure.waited:.1f} s",
+            STUN_ONLY_HINT,
+        )
     if isinstance(failure, TransactionTimeout):
         reason = (
             f"no answer to {failure.what} after {failure.sends} send(s) in {failure.waited:.1f} s"
@@ -354,6 +364,13 @@ def explain(failure: BaseException, *, server: str = "") -> Explanation:
     )
 
 
+STUN_ONLY_HINT = (
+    "it is a STUN-only server, or TURN is off on this port: give it to browsers as a stun: URL "
+    "and point turn: at a TURN server (coturn: remove stun-only; eturnal/ejabberd: "
+    "use_turn: true)"
+)
+
+
 def weigh(check: CheckResult, binding: CheckResult | None) -> CheckResult:
     """A check's reason in the light of the run's other evidence (probe and load alike):
     an Allocate nobody answered, where the same server and transport answered a Binding,
@@ -363,6 +380,8 @@ def weigh(check: CheckResult, binding: CheckResult | None) -> CheckResult:
     if (
         binding is not None
         and binding.ok
+        and check.error is not None
+        and not check.error.reason.startswith("this server answers STUN")
         and check.kind == "turn"
         and check.transport == "udp"
         and check.cause == "timeout"
@@ -384,9 +403,7 @@ def stun_only(turn: CheckResult, binding: CheckResult) -> Explanation:
         turn.error.code,
         f"this server answers STUN but not TURN: its Binding was answered{rtt}{named}, but "
         f"{_core(turn.error.reason)}",
-        "it is a STUN-only server, or TURN is off on this port: give it to browsers as a stun: "
-        "URL and point turn: at a TURN server (coturn: remove stun-only; eturnal/ejabberd: "
-        "use_turn: true)",
+        STUN_ONLY_HINT,
     )
 
 

@@ -246,29 +246,22 @@ async def _echo(
     paths["indication"] = await _pump(
         probe, lambda data: a.send_indication(peer, data), settings, deadline, interval=0.0
     )
+    measured: str = "channel"
     try:
         await bind()
     except CheckFailure as exc:
         paths["channel"] = explain(exc)
         # No channel: the figures asked for (--count packets at --packet-interval) come from
         # the path that is left, as Chromium sends Send indications while unbound.
-        meters["indication"] = EchoMeter("indication", settings.count, settings.size)
-        paths["indication"] = await _pump(
-            meters["indication"],
-            lambda data: a.send_indication(peer, data),
-            settings,
-            deadline,
-            interval=settings.interval,
-        )
-    else:
-        meters["channel"] = EchoMeter("channel", settings.count, settings.size)
-        paths["channel"] = await _pump(
-            meters["channel"],
-            lambda data: a.send_channel(FIRST_CHANNEL, data),
-            settings,
-            deadline,
-            interval=settings.interval,
-        )
+        measured = "indication"
+    send: dict[str, Callable[[bytes], None]] = {
+        "channel": lambda data: a.send_channel(FIRST_CHANNEL, data),
+        "indication": lambda data: a.send_indication(peer, data),
+    }
+    meters[measured] = EchoMeter(measured, settings.count, settings.size)
+    paths[measured] = await _pump(
+        meters[measured], send[measured], settings, deadline, interval=settings.interval
+    )
     stats = _choose(paths)
     lost = a.channel.lost(a.server)
     if lost is not None:

@@ -16,7 +16,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,13 @@ class RetryPolicy:
         """Seconds to wait after each send: RTO, 2·RTO, 4·RTO, ..., then Rm·RTO."""
         out = [self.rto * (2**i) for i in range(self.max_sends - 1)]
         return [*out, self.rto * self.last_wait_factor]
+
+
+# An early verdict on an unanswered transaction: (sends so far, seconds waited) → the failure
+# the evidence proves, or None to keep to the RFC 8489 schedule.
+Conclusive = Callable[[int, float], Awaitable[CheckFailure | None]]
+JUDGE_SENDS = 3  # the evidence is weighed once, after this many unanswered sends
+JUDGE_AFTER = 0.25  # seconds after that send
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +183,15 @@ class Channel:
         long_term: bool = False,
         what: str = "request",
         expect_source: Address | None = None,
+        conclusive: Conclusive | None = None,
     ) -> Answer:
         """Run one transaction to the deadline (absolute loop time); raise CheckFailure.
 
         expect_source: the address the answer must come from when it is not `dest`
         (a CHANGE-REQUEST is answered from the server's other address, RFC 5780 §4.4).
+        conclusive: asked once, JUDGE_AFTER seconds after the JUDGE_SENDS-th send went
+        unanswered, whether the evidence already decides the outcome; the failure it
+        returns ends the transaction then instead of at the deadline.
         """
         if self._closed_reason is not None:
             raise self._closed_reason
@@ -205,8 +216,17 @@ class Channel:
                 pending.sends += 1
                 # Round trips on time.monotonic(): uvloop's loop clock counts whole ms.
                 send_times.append(time.monotonic())
+                end = min(deadline, now + wait)
+                if conclusive is not None and pending.sends == JUDGE_SENDS:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(min(end, loop.time() + JUDGE_AFTER)):
+                            await asyncio.shield(pending.future)
+                    if not pending.future.done():
+                        verdict = await conclusive(pending.sends, loop.time() - start)
+                        if verdict is not None and not pending.future.done():
+                            raise verdict
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(min(deadline, now + wait)):
+                    async with asyncio.timeout_at(end):
                         await asyncio.shield(pending.future)
                 if pending.future.done():
                     break

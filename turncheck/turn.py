@@ -22,7 +22,7 @@ from turncheck.errors import (
     ProtocolFailure,
     UnprotectedAnswer,
 )
-from turncheck.transport import Address, Answer, Channel, RetryPolicy
+from turncheck.transport import Address, Answer, Channel, Conclusive, RetryPolicy
 
 DELETE_TIMEOUT = 2.0  # seconds allowed for Refresh(0), whatever the check's deadline
 FIRST_CHANNEL = 0x4000  # RFC 8656 §12: channel numbers 0x4000-0x4FFF
@@ -74,6 +74,8 @@ class Allocation:
         self.software: str | None = None
         self.first_rtt: float | None = None
         self.took: float | None = None  # seconds the Allocate took, its 401 round included
+        # Weighs the evidence when the first Allocate goes unanswered (transport.request).
+        self.conclusive: Conclusive | None = None
         self.deleted: bool | None = None  # None: nothing to delete
         self._channels: dict[int, Address] = {}
         self._bound: set[int] = set()
@@ -147,7 +149,13 @@ class Allocation:
         return f"TURN {method} ({self.transport_name})"
 
     async def _send(
-        self, message: stun.Message, deadline: float, *, signed: bool, what: str
+        self,
+        message: stun.Message,
+        deadline: float,
+        *,
+        signed: bool,
+        what: str,
+        judge: Conclusive | None = None,
     ) -> Answer:
         if signed:
             assert self.credentials is not None and self.key is not None
@@ -164,6 +172,7 @@ class Allocation:
             key=self.key if signed else None,
             long_term=True,
             what=what,
+            conclusive=judge,
         )
 
     def _learn_challenge(self, message: stun.Message) -> None:
@@ -232,7 +241,9 @@ class Allocation:
         # relay's family: RFC 8656 §7.1 says IPv4 by default).
         attrs: dict[str, Any] = {"REQUESTED-TRANSPORT": stun.REQUESTED_TRANSPORT_UDP}
         first = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST, attributes=dict(attrs))
-        answer = await self._send(first, deadline, signed=False, what=self._what("Allocate"))
+        answer = await self._send(
+            first, deadline, signed=False, what=self._what("Allocate"), judge=self.conclusive
+        )
         self.first_rtt = answer.rtt
         response = answer.message
         if response.message_class == stun.Class.ERROR:

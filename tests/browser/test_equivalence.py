@@ -90,10 +90,13 @@ NAMES = {
     "lowport.lab.test": LOW_PORT,
     "noauth.lab.test": NO_AUTH,
     "capture.lab.test": CAPTURE,
+    "srvdot.lab.test": HEALTHY,
 }
 SRV = [
     ("_turn._udp.srv.lab.test", "alt.lab.test", 3479, 0, 0),
     ("_turn._udp.srvonly.lab.test", "alt.lab.test", 3479, 0, 0),  # SRV but no A record
+    ("_turn._udp.srvdot.lab.test", ".", 3478, 0, 0),  # "not offered" (RFC 2782), A record kept
+    ("_turn._tcp.srv.lab.test", "alt.lab.test", 3479, 0, 0),
 ]
 HOSTS_ONLY = "hostsonly.lab.test"  # in the client namespace's /etc/hosts only
 
@@ -142,6 +145,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     # 7. DNS SRV: browsers ask none
     "srv-elsewhere": _servers(_turn("turn:srv.lab.test")),
     "srv-no-a-record": _servers(_turn("turn:srvonly.lab.test")),
+    "srv-not-offered": _servers(_turn("turn:srvdot.lab.test")),
+    "srv-elsewhere-tcp": _servers(_turn("turn:srv.lab.test?transport=tcp")),
     # 8. an explicit ?transport=tcp beside a bare URL: both are the browser's
     "bare-and-tcp": _servers(
         _turn(["turn:turn.lab.test", "turn:turn.lab.test?transport=tcp"])  # type: ignore[arg-type]
@@ -162,6 +167,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "turn-low-port": _servers(_turn("turn:turn.lab.test:1000?transport=udp")),
     # ... but a UDP TURN URL there is still a STUN server: a srflx from stun:host:1000
     "turn-low-port-stun-answers": _servers(_turn("turn:lowport.lab.test:1000")),
+    # every other URL form on that port: STUN forms are used, TCP and TLS TURN are not
+    "stun-low-port": _servers({"urls": "stun:lowport.lab.test:1000"}),
+    "stuns-low-port": _servers({"urls": "stuns:lowport.lab.test:1000"}),
+    "turn-tcp-low-port": _servers(_turn("turn:lowport.lab.test:1000?transport=tcp")),
+    "turns-low-port": _servers(_turn("turns:lowport.lab.test:1000")),
     # two TURN URLs: the relay preference follows the position
     "two-turn-urls": _servers(
         _turn("turn:turn.lab.test?transport=udp"), _turn("turns:turn.lab.test")
