@@ -238,10 +238,10 @@ def test_relay_policy_verdicts_start_with_what_the_browser_gets() -> None:
         _check("stun:s", "udp", "stun", True, candidates=(Candidate("srflx", "x", 1, "udp"),))
     ]
     view = browser.view(stun_only, checks, relay_only=True)
-    text = browser_verdict(view, checks, "all 1 checks passed")
+    text = browser_verdict({"chromium": view}, ["chromium"], checks, "all 1 checks passed")
     assert not view.ok
     assert text.startswith(
-        "calls fail: a browser with this configuration (iceTransportPolicy relay) gathers no "
+        "calls fail: Chromium with this configuration (iceTransportPolicy relay) gathers no "
         "candidate at all: the configuration has no TURN server"
     )
     skipped = browser.uses(urls("turn:h:1000", "turn:h:1000?transport=tcp"))
@@ -251,6 +251,6 @@ def test_relay_policy_verdicts_start_with_what_the_browser_gets() -> None:
         _check("turn:h:1000?transport=tcp", "tcp", "turn", True, candidates=(relay,)),
     ]
     view = browser.view(skipped, checks, relay_only=True)
-    text = browser_verdict(view, checks, "all 2 checks passed")
-    assert text.startswith("calls fail: a browser with this configuration (iceTransportPolicy")
+    text = browser_verdict({"chromium": view}, ["chromium"], checks, "all 2 checks passed")
+    assert text.startswith("calls fail: Chromium with this configuration (iceTransportPolicy")
     assert "it skips every TURN URL of it (Chromium never uses a TURN server on port 1000" in text

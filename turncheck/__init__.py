@@ -28,7 +28,7 @@ is there only to keep start-up fast, and it points down.
       │
     knowledge   stun              the STUN codec layer (aioice's codec, our checks on it)
                 config            iceServers, credentials, TURN REST secrets, advice
-                browser           what Chromium does with a configuration
+                browser, firefox  what Chromium and Firefox do with a configuration
                 explain           every failure in words: reason and hint; verdicts
                 plan, require     URL × transport targets; --require gates
       │

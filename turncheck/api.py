@@ -51,6 +51,7 @@ class ProbeOptions:
     insecure: bool = False
     advice: tuple[str, ...] = ()
     tracer: Tracer | None = field(default=None, repr=False)
+    engines: tuple[str, ...] = ("chromium", "firefox")  # --browser: whose calls must work
 
     @classmethod
     def of(
@@ -100,6 +101,7 @@ async def run(options: ProbeOptions) -> Report:
         advice=options.advice,
         requirements=options.requirements,
         every_check=options.transports is not None,
+        engines=options.engines,
     )
 
 

@@ -424,6 +424,8 @@ TEXT_ALLOCATE_ERROR = "TURN allocate error."
 
 def binding_error(check: CheckResult) -> tuple[int, str] | None:
     """The icecandidateerror of a failed STUN Binding over UDP (None: none is raised)."""
+    if check.details.get("absolute_lookup_failed"):
+        return 701, TEXT_STUN_LOOKUP  # Chromium looked up "name.", which failed
     if check.ok or check.cause is None:
         return None
     if check.cause == "dns":
@@ -439,6 +441,8 @@ def binding_error(check: CheckResult) -> tuple[int, str] | None:
 
 def allocate_error(protocol: str, check: CheckResult) -> tuple[int, str] | None:
     """The icecandidateerror of a failed TURN Allocate (None: none is raised)."""
+    if check.details.get("absolute_lookup_failed"):
+        return 701, TEXT_TURN_LOOKUP  # Chromium looked up "name.", which failed
     if check.details.get("unchallenged"):
         # Chromium 156 discards an unauthenticated success to an Allocate (stun_request.cc
         # CheckResponse: "Discarding unauthenticated success response", since M148/M150) and
@@ -478,10 +482,18 @@ class BrowserView:
     relays_media: bool | None = None  # a relay the browser gathers carried turncheck's echo
     unchecked: tuple[str, ...] = ()  # URLs whose browser use turncheck did not check
     uses: tuple[BrowserUse, ...] = field(default=(), repr=False)
+    engine: str = ENGINE
+    rejected: tuple[str, str] | None = None  # (exception, message) the constructor throws
+    late: tuple[str, ...] = ()  # error urls raised only after the browser's UDP timeout
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "engine": ENGINE,
+            "engine": self.engine,
+            "rejected": (
+                None
+                if self.rejected is None
+                else {"exception": self.rejected[0], "message": self.rejected[1]}
+            ),
             "ok": self.ok,
             "relay": list(self.relay),
             "srflx": self.srflx,
@@ -490,6 +502,7 @@ class BrowserView:
             "skipped": [{"url": u, "reason": r} for u, r in self.skipped],
             "errors": [{"url": u, "code": c, "text": t} for u, c, t in self.errors],
             "unchecked": list(self.unchecked),
+            "late": list(self.late),
         }
 
 
@@ -524,15 +537,18 @@ def view(
             # stun:/stuns: over UDP, and every UDP TURN server doubles as a STUN server
             # (basic_port_allocator.cc PortConfiguration::StunServers); each server once.
             stun_done.add(stun)
-            if binding.ok:
+            if binding.ok and not binding.details.get("absolute_lookup_failed"):
                 stun_answered = True
-                srflx = srflx or (_srflx_differs(binding) and not relay_only)
+                srflx = srflx or (srflx_differs(binding) and not relay_only)
             else:
                 found = binding_error(binding)
                 if found is not None:
                     errors.append((stun, *found))
         if use.kind == "turn" and allocate is not None and not use.skipped:
-            unchallenged = bool(allocate.details.get("unchallenged"))
+            unchallenged = bool(
+                allocate.details.get("unchallenged")
+                or allocate.details.get("absolute_lookup_failed")
+            )
             if allocate.candidate("relay") is not None and not unchallenged:
                 relay.add(use.protocol.value)
                 if allocate.relay is not None:
@@ -569,8 +585,9 @@ def _first_used(checks: list[CheckResult], protocol: Transport) -> CheckResult |
     return next((c for c in checks if c.ok or c.candidate("relay") is not None), checks[0])
 
 
-def _srflx_differs(check: CheckResult) -> bool:
-    """stun_port.cc: a mapped address equal to the socket's own address is no srflx."""
+def srflx_differs(check: CheckResult) -> bool:
+    """stun_port.cc: a mapped address equal to the socket's own address is no srflx (nICEr
+    prunes it the same way: ice_component maybe_prune_candidate)."""
     srflx = check.candidate("srflx")
     local = check.details.get("local_ip")
     if srflx is None:

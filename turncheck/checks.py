@@ -527,9 +527,18 @@ def _allocation_result(
         # A fetched credential is the app's: used, never shown (its username included).
         details["username"] = allocation.credentials.username
     relay_failed = relay is not None and not relay.ok
+    local = None
+    if isinstance(allocation.channel, UdpChannel):
+        # Firefox's srflx from a UDP TURN server is the Allocate's mapped address, pruned
+        # when it equals the host candidate (nICEr ice_component maybe_prune_candidate).
+        local = fmt_address(allocation.channel.local_address)
+        local_ip = local_ip_towards(allocation.server)
+        if local_ip is not None:
+            details["local_ip"] = local_ip
     return CheckResult(
         **_base(ep, "turn"),
         ok=not relay_failed,
+        local=local,
         rtt_ms=None if allocation.first_rtt is None else allocation.first_rtt * 1000,
         candidates=tuple(candidates),
         error=relay.error if relay is not None and relay_failed else None,

@@ -255,6 +255,18 @@ def advice(entries: list[Any], now: float | None = None) -> list[str]:
                     "tries them all and keeps one at random; load-balancing belongs on the server "
                     "side (DNS or a load balancer)"
                 )
+    # Firefox's own rules (firefox.py): what breaks there though Chromium takes it.
+    for u in urls:
+        if u.scheme is Scheme.STUNS:
+            out.append(
+                f"{u.text}: Firefox throws NotSupportedError for stuns: URLs, so the whole "
+                "configuration fails there; drop it (Chromium uses it as plain stun: anyway)"
+            )
+        if u.scheme is Scheme.TURNS and u.host_is_ip:
+            out.append(
+                f"{u.text}: Firefox drops turns: with an IP address (TLS needs a host name) and "
+                "says nothing; use the name the server's certificate names"
+            )
     seen_users: set[str] = set()
     for entry in entries:
         creds = entry.credentials

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -677,10 +678,77 @@ def requirements_verdict(results: Sequence[Any], base: str) -> str:
 # -- the browser's answer first (browser.py) ----------------------------------------------------
 
 
-def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str) -> str:
-    """What a browser given exactly this configuration gets, then what the checks said."""
+def browser_verdict(
+    views: dict[str, BrowserView],
+    engines: Sequence[str],
+    checks: Sequence[CheckResult],
+    base: str,
+) -> str:
+    """What the browsers given exactly this configuration get (one line when they agree,
+    each named when they differ), then what the checks said."""
+    asked = [e for e in engines if e in views]
+    if len(asked) == 1:
+        return f"{_one_browser(views[asked[0]], checks, _NAMES[asked[0]], base)}; {base}"
+    chromium, firefox = views["chromium"], views["firefox"]
+    if _same(chromium, firefox):
+        return f"{_one_browser(chromium, checks, 'a browser', base)}; {base}"
+    works = {e: _works_in(views[e]) for e in asked}
+    if works["chromium"] != works["firefox"]:
+        good, bad = ("Chromium", "Firefox") if works["chromium"] else ("Firefox", "Chromium")
+        head = f"calls work in {good}, not in {bad}: "
+    else:
+        head = ""
+    clauses = [
+        _one_browser(chromium, checks, "Chromium", base),
+        _firefox_words(firefox, checks, base),
+    ]
+    if head:  # the head says where calls work: each browser's clause then says what it gets
+        clauses = [_CALLS.sub("", c, count=1) for c in clauses]
+    return f"{head}{clauses[0]}; {clauses[1]}; {base}"
+
+
+_CALLS = re.compile(r"^calls (?:connect|fail|that need TURN fail|through TURN fail): ")
+
+
+_NAMES = {"chromium": "Chromium", "firefox": "Firefox"}
+
+
+def _works_in(view: BrowserView) -> bool:
+    return view.ok and view.rejected is None and view.relays_media is not False
+
+
+def _same(a: BrowserView, b: BrowserView) -> bool:
+    """The two browsers get the same: candidates, media, and neither throws."""
+    return (
+        a.rejected is None
+        and b.rejected is None
+        and (a.ok, a.relay, a.srflx, a.relays_media) == (b.ok, b.relay, b.srflx, b.relays_media)
+    )
+
+
+def _firefox_words(view: BrowserView, checks: Sequence[CheckResult], base: str) -> str:
+    """Firefox's outcome where it differs: a refusal, a silent drop, or its candidates."""
+    if view.rejected is not None:
+        exception, message = view.rejected
+        why = message.removeprefix("PeerConnectionImpl.setConfiguration: ")
+        advice = (
+            "; remove the stuns: URL (Firefox does not support it; turns: gives TLS)"
+            if "stuns scheme" in message
+            else ""
+        )
+        return (
+            f"Firefox throws {exception} for the whole configuration ({why}) and gathers "
+            f"nothing{advice}"
+        )
+    if view.skipped and not view.relay:
+        return f"{view.skipped[0][1]}, and gets no relay: use a host name its certificate names"
+    return _one_browser(view, checks, "Firefox", base)
+
+
+def _one_browser(view: BrowserView, checks: Sequence[CheckResult], who: str, base: str = "") -> str:
+    """What one browser given exactly this configuration gets."""
     relay = _list([p.upper() for p in view.relay])
-    head = "a browser with this configuration"
+    head = f"{who} with this configuration"
     if view.relay_only:
         head += " (iceTransportPolicy relay)"
     if view.relay and view.relays_media is False:
@@ -738,10 +806,19 @@ def browser_verdict(view: BrowserView, checks: Sequence[CheckResult], base: str)
     srv = _srv_differs(checks)
     if srv:
         text += f"; {srv}"
-    return f"{text}; {base}"
+    return text
 
 
 def _first_browser_failure(view: BrowserView, checks: Sequence[CheckResult]) -> str:
+    hosts_only = next(
+        (c for c in checks if not c.extra and c.details.get("absolute_lookup_failed")), None
+    )
+    if hosts_only is not None and view.engine == "chromium":
+        return (
+            f" ({hosts_only.url}: over UDP Chromium looks the name up as an absolute name, which "
+            f"fails ({hosts_only.details['absolute_lookup_failed']}): the name is in /etc/hosts "
+            "only, not in DNS)"
+        )
     open_relay = next((c for c in checks if not c.extra and c.details.get("unchallenged")), None)
     if open_relay is not None:
         return (

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 
-from turncheck import browser
+from turncheck import browser, firefox
+from turncheck.browser import IceServerInput
 from turncheck.checks import CheckSettings, UdpPool, allocate_check, binding_check, failed
 from turncheck.errors import DnsFailure
 from turncheck.explain import (
@@ -21,7 +22,7 @@ from turncheck.explain import (
     weigh,
 )
 from turncheck.nat import symmetric_from_bindings
-from turncheck.plan import Target
+from turncheck.plan import ServerEntry, Target
 from turncheck.report import Report
 from turncheck.require import Requirements, evaluate
 from turncheck.resolve import Endpoint, Resolver
@@ -31,9 +32,13 @@ from turncheck.results import CheckResult
 async def _guarded(coro: Awaitable[CheckResult], ep: Endpoint, kind: str) -> CheckResult:
     """A check never raises into the task group: a bug becomes a failed row, not a crash."""
     try:
-        return await coro
+        result = await coro
     except Exception as exc:
-        return failed(ep, kind, exc)
+        result = failed(ep, kind, exc)
+    if ep.absolute_failure is not None:
+        details = {**result.details, "absolute_lookup_failed": ep.absolute_failure}
+        result = replace(result, details=details)
+    return result
 
 
 def _dns_failed(target: Target, exc: DnsFailure) -> list[CheckResult]:
@@ -97,6 +102,7 @@ async def run_probe(
     advice: tuple[str, ...] = (),
     requirements: Requirements | None = None,
     every_check: bool = False,
+    engines: tuple[str, ...] = ("chromium", "firefox"),
 ) -> Report:
     """Every target at once: the run costs about its slowest lookup plus its slowest check."""
     found = await asyncio.gather(*(_resolve(t, resolver) for t in targets))
@@ -120,10 +126,14 @@ async def run_probe(
     checks = _stun_but_not_turn(_ordered(targets, ready + [t.result() for t in tasks]))
     checks = _as_the_browser_sees(checks, uses)
     view = browser.view(uses, checks, relay_only)
+    entries = list(dict.fromkeys(t.entry for t in targets))
+    ff = firefox.view(
+        [e.url for e in entries], checks, relay_only, firefox.check_constructor(_inputs(entries))
+    )
     text = verdict(checks)
     if not every_check:
-        # The browser's answer comes first, relay policy included (browser.view knows it).
-        text = browser_verdict(view, checks, text)
+        # The browsers' answers come first, relay policy included (the views know it).
+        text = browser_verdict({"chromium": view, "firefox": ff}, engines, checks, text)
     elif relay_only:
         text = relay_only_verdict(checks, text)
     gates = evaluate(requirements, checks) if requirements else ()
@@ -139,7 +149,22 @@ async def run_probe(
         requirements=gates,
         browser=view,
         every_check=every_check,
+        firefox=ff,
+        engines=engines,
     )
+
+
+def _inputs(entries: Sequence[ServerEntry]) -> list[IceServerInput]:
+    """The servers as an RTCConfiguration gave them, for Firefox's constructor rules."""
+    return [
+        IceServerInput(
+            (e.url.text,),
+            e.credentials.username if e.credentials else None,
+            e.credentials.password if e.credentials else None,
+            e.origin,
+        )
+        for e in entries
+    ]
 
 
 def _ordered(targets: Sequence[Target], checks: list[CheckResult]) -> tuple[CheckResult, ...]:
@@ -182,7 +207,11 @@ def _as_the_browser_sees(
                 for c in check.candidates
             )
             check = replace(check, candidates=candidates)
-        if not check.ok or check.details.get("unchallenged"):
+        if (
+            not check.ok
+            or check.details.get("unchallenged")
+            or check.details.get("absolute_lookup_failed")
+        ):
             if check.kind == "turn":
                 found = browser.allocate_error(check.transport, check)
             elif check.transport == "udp":

@@ -32,8 +32,16 @@ class Report:
     relay_only: bool = False  # iceTransportPolicy "relay": only relay checks count
     advice: tuple[str, ...] = ()  # about the configuration itself (config.advice)
     requirements: tuple[Requirement, ...] = ()  # --require/--max-rtt/--max-loss results
-    browser: BrowserView | None = None
+    browser: BrowserView | None = None  # Chromium's (the JSON's "browser", kept as it was)
     every_check: bool = False  # --transport: the user chose the checks; all must pass
+    firefox: BrowserView | None = None
+    engines: tuple[str, ...] = ("chromium", "firefox")  # --browser: whose calls must work
+
+    @property
+    def views(self) -> dict[str, BrowserView]:
+        """The browser models' answers for the engines asked about (--browser)."""
+        every = {"chromium": self.browser, "firefox": self.firefox}
+        return {e: v for e in self.engines if (v := every.get(e)) is not None}
 
     @property
     def ok(self) -> bool:
@@ -41,9 +49,9 @@ class Report:
         every check; else the browser's answer: would a call with this configuration work?"""
         if self.requirements:
             return all(r.ok for r in self.requirements)
-        if self.every_check or self.browser is None:
+        if self.every_check or not self.views:
             return bool(self.checks) and all(c.ok for c in self.checks)
-        return calls_work(self.browser)
+        return all(calls_work(view) for view in self.views.values())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,12 +65,13 @@ class Report:
             "requirements": [r.to_json() for r in self.requirements],
             "relay_only": self.relay_only,
             "browser": None if self.browser is None else self.browser.to_json(),
+            "browsers": {engine: view.to_json() for engine, view in self.views.items()},
         }
 
 
 def calls_work(view: BrowserView) -> bool:
     """A browser gets what a call needs: a relay candidate that carries media (when the
     relay check ran) for a configuration with TURN or a relay policy; else a srflx."""
-    if not view.ok:
+    if not view.ok or view.rejected is not None:
         return False
     return view.relays_media is not False

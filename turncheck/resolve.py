@@ -35,6 +35,9 @@ class Endpoint:
     address: str
     port: int
     via: str
+    # Chromium's lookup of "name." failed (a name in /etc/hosts only) where the name as
+    # written resolved, as Firefox resolves it: the check runs, for Firefox's sake.
+    absolute_failure: str | None = None
 
     @property
     def family(self) -> int:
@@ -119,10 +122,22 @@ class Resolver:
             endpoints = [Endpoint(target, url.host, target.port, "IP literal")]
         elif target.srv_name is None:
             name = url.host
+            absolute_failure = None
             if target.absolute and not name.endswith(".") and not _is_localhost(name):
-                name += "."  # Chromium's UDP lookup: the hosts file does not match "name."
-            addresses = await self.addresses(name)
-            endpoints = [Endpoint(target, a, target.port, _via_addr(name)) for a in addresses]
+                # Chromium's UDP lookup: the hosts file does not match "name."; Firefox's
+                # does. When only the name as written resolves, both are told apart.
+                try:
+                    addresses = await self.addresses(name + ".")
+                    name += "."
+                except DnsFailure as exc:
+                    addresses = await self._plain_or_raise(name, exc)
+                    absolute_failure = f"{exc.name}: {exc.detail}"
+            else:
+                addresses = await self.addresses(name)
+            endpoints = [
+                Endpoint(target, a, target.port, _via_addr(name), absolute_failure)
+                for a in addresses
+            ]
         else:
             endpoints = await self._via_srv(target, target.srv_name)
             if not endpoints:
@@ -132,6 +147,12 @@ class Resolver:
             only = "IPv4" if self.families == (socket.AF_INET,) else "IPv6"
             raise DnsFailure("noanswer", url.host, f"no {only} address (restricted by -4/-6)")
         return allowed[:MAX_ENDPOINTS]
+
+    async def _plain_or_raise(self, name: str, absolute: DnsFailure) -> list[str]:
+        try:
+            return await self.addresses(name)
+        except DnsFailure:
+            raise absolute from None
 
     async def _via_srv(self, target: Target, name: str) -> list[Endpoint]:
         records = await self.srv(name)

@@ -215,3 +215,54 @@ def netns_etc(
                 NETNS_ETC.rmdir()  # only if we made it and it is empty again
             except OSError:
                 pass
+
+
+def run_firefox(
+    lab: Lab,
+    jobs: Sequence[Mapping[str, Any]],
+    *,
+    ca_pem: str | os.PathLike[str] | None = None,
+    cap_s: float = 8.0,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """tests/browser/firefox_driver.py once in *lab*'s client namespace with *jobs* (gather
+    and construct jobs, as for Chromium); its OUT.json. Raises ChromiumError when it fails;
+    skips (fails under TURNCHECK_REQUIRE_LAB=1) when firefox-esr or certutil is missing."""
+    from tests.browser.firefox_driver import FIREFOX
+
+    if not (os.path.isfile(FIREFOX) and os.access(FIREFOX, os.X_OK)):
+        lab_unavailable(f"Firefox not found at {FIREFOX} (apt-get install firefox-esr)")
+    if ca_pem is not None and shutil.which("certutil") is None:
+        lab_unavailable("'certutil' not found on PATH (apt-get install libnss3-tools)")
+    if importlib.util.find_spec("websockets") is None:
+        lab_unavailable("python package 'websockets' is not installed (pip install -e '.[test]')")
+    if timeout is None:
+        timeout = cap_s + START_SLACK_S
+    with tempfile.TemporaryDirectory(prefix="turncheck-firefox-run-") as tmp:
+        in_path, out_path = Path(tmp) / "in.json", Path(tmp) / "out.json"
+        spec = {
+            "ca_pem": str(ca_pem) if ca_pem is not None else None,
+            "cap_s": cap_s,
+            "timeout_s": max(1.0, timeout - 5.0),
+            "jobs": [dict(job) for job in jobs],
+        }
+        in_path.write_text(json.dumps(spec))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        argv = [sys.executable, "-m", "tests.browser.firefox_driver", str(in_path), str(out_path)]
+        try:
+            done = lab.run(lab.client_ns, argv, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired as exc:
+            raise ChromiumError(f"the Firefox driver did not finish in {timeout:.0f} s") from exc
+        try:
+            out = json.loads(out_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ChromiumError(
+                f"the Firefox driver exited with code {done.returncode} and no OUT.json ({exc}); "
+                f"stderr:\n{(done.stderr or '')[-4000:]}"
+            ) from exc
+    if out.get("fatal") or done.returncode != 0:
+        raise ChromiumError(f"the Firefox driver failed: {out.get('fatal')}\n{out.get('log')}")
+    return dict(out)

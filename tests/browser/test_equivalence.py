@@ -48,6 +48,7 @@ from tests.browser.chromium import (
     relay_protocol,
     require_chromium,
     run_chromium,
+    run_firefox,
 )
 from tests.lab.netns import Lab, nat_lab, require_lab
 from tests.servers.coturn import running_coturn
@@ -246,6 +247,7 @@ class Equivalence:
     turncheck: dict[str, dict[str, Any]]  # scenario → turncheck's JSON
     stderr: dict[str, str]
     wire: dict[str, list[dict[str, Any]]]  # "chromium"/"turncheck" → recorded requests
+    firefox: dict[str, Any]  # tests/browser/firefox_driver.py's OUT.json, same jobs
 
 
 def _turncheck_runs(lab: Lab, tmp: Path, ca_file: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -341,12 +343,14 @@ def equivalence(tls_ca, ca_file: Path, tmp_path_factory) -> Iterator[Equivalence
         ]
         chromium = run_chromium(lab, jobs, ca_pem=ca_file, cap_s=CAP_S)
         chromium_wire = _records(wire_log)
+        firefox = run_firefox(lab, jobs, ca_pem=ca_file, cap_s=CAP_S)
+        firefox_wire = len(_records(wire_log))
         turncheck, stderr = _turncheck_runs(lab, tmp, ca_file)
         wire = {
             "chromium": chromium_wire,
-            "turncheck": _records(wire_log)[len(chromium_wire) :],
+            "turncheck": _records(wire_log)[firefox_wire:],
         }
-        yield Equivalence(lab, chromium, turncheck, stderr, wire)
+        yield Equivalence(lab, chromium, turncheck, stderr, wire, firefox)
 
 
 @contextmanager
@@ -535,11 +539,15 @@ def test_relay_policy_verdicts_start_with_what_the_browser_gets(equivalence: Equ
         "candidate at all: the configuration has no TURN server"
     )
     low = equivalence.turncheck["relay-policy-low-port"]
-    assert low["code"] == 1
+    assert low["code"] == 1  # calls must work in both browsers (--browser all)
     assert low["verdict"].startswith(
-        "calls fail: a browser with this configuration (iceTransportPolicy relay) gathers no "
-        "candidate at all: it skips every TURN URL of it (Chromium never uses a TURN server on "
-        "port 1000"
+        "calls work in Firefox, not in Chromium: Chromium with this configuration "
+        "(iceTransportPolicy relay) gathers no candidate at all: it skips every TURN URL of it "
+        "(Chromium never uses a TURN server on port 1000"
+    )
+    assert (
+        "Firefox with this configuration (iceTransportPolicy relay) gets relay candidates "
+        "over UDP and TCP" in low["verdict"]
     )
     # The low port's STUN use: a srflx, and the TURN URL named as skipped, not failed.
     stun_too = equivalence.turncheck["turn-low-port-stun-answers"]
@@ -600,3 +608,89 @@ def test_turncheck_sends_chromiums_attributes(equivalence: Equivalence) -> None:
     assert {("tcp", "Allocate", "signed"), ("tls", "Allocate", "signed")} <= set(chromium)
     for key, sent in chromium.items():
         assert ours.get(key) == sent, (key, sent, ours.get(key))
+
+
+# -- Firefox: the same scenarios, gathered by Debian's firefox-esr over WebDriver BiDi -------
+
+FIREFOX_TIMEOUT_CODES = {701}  # its UDP timeouts (~11.1 s) come after the cap
+
+
+def firefox_answer(result: dict[str, Any]) -> dict[str, Any]:
+    """What Firefox gathered: relay protocols from getStats, srflx, errors (url, code)."""
+    relays = {
+        result["relay_protocols"].get(f"{c['address']}:{c['port']}")
+        for c in result["candidates"]
+        if c["type"] == "relay"
+    }
+    order = {"udp": 0, "tcp": 1, "tls": 2}
+    rejected = result["error"]
+    return {
+        "relay": sorted((r for r in relays if r), key=order.__getitem__),
+        "srflx": any(c["type"] == "srflx" for c in result["candidates"]),
+        "errors": {(e["url"], e["errorCode"]) for e in result["errors"]},
+        "rejected": None if rejected is None else (rejected["name"], rejected["message"]),
+    }
+
+
+def turncheck_firefox(doc: dict[str, Any]) -> dict[str, Any]:
+    ff = doc["browsers"]["firefox"]
+    rejected = ff["rejected"]
+    return {
+        "relay": ff["relay"],
+        "srflx": ff["srflx"],
+        "errors": {(e["url"], e["code"]) for e in ff["errors"]},
+        "rejected": None if rejected is None else (rejected["exception"], rejected["message"]),
+        "late": set(ff["late"]),
+    }
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_turncheck_says_what_firefox_gathers(equivalence: Equivalence, scenario: str) -> None:
+    theirs = firefox_answer(equivalence.firefox["results"][scenario])
+    ours = turncheck_firefox(equivalence.turncheck[scenario])
+    context = (scenario, ours, theirs, equivalence.turncheck[scenario]["verdict"])
+    assert ours["rejected"] == theirs["rejected"], context
+    assert ours["relay"] == theirs["relay"], context
+    assert ours["srflx"] == theirs["srflx"], context
+    assert theirs["errors"] <= ours["errors"], context
+    # What Firefox has not raised yet can only be what comes after its ~11 s UDP timeout.
+    missing = ours["errors"] - theirs["errors"]
+    assert all(url in ours["late"] for url, _ in missing), context
+
+
+@pytest.mark.parametrize("case", list(VALIDATION))
+def test_constructor_validation_is_firefoxs(equivalence: Equivalence, case: str) -> None:
+    from turncheck import firefox
+
+    seen = equivalence.firefox["results"][f"validate:{case}"]["error"]
+    entry = VALIDATION[case]
+    urls = entry.get("urls", [])
+    server = IceServerInput(
+        tuple([urls] if isinstance(urls, str) else urls),
+        entry.get("username"),
+        entry.get("credential"),
+        "iceServers[0]",
+    )
+    ours = firefox.check_constructor([server])
+    assert (None if ours is None else {"name": ours.exception, "message": ours.message}) == (
+        None if seen is None else {"name": seen["name"], "message": seen["message"]}
+    )
+
+
+def test_firefox_side_by_side_table(equivalence: Equivalence) -> None:
+    """scenario | Chromium | Firefox | turncheck's prediction for each (pytest -s)."""
+
+    def text(answer: dict[str, Any]) -> str:
+        if answer.get("rejected"):
+            return f"throws {answer['rejected'][0]}"
+        relay = "+".join(answer["relay"]) or "none"
+        return f"relay {relay}, srflx {'yes' if answer['srflx'] else 'no'}"
+
+    print("\n| scenario | Chromium | Firefox | turncheck: Chromium / Firefox | exit |")
+    print("|---|---|---|---|---|")
+    for name in SCENARIOS:
+        chromium = chromium_answer(equivalence.chromium["results"][name])
+        ff = firefox_answer(equivalence.firefox["results"][name])
+        doc = equivalence.turncheck[name]
+        ours = f"{text(turncheck_answer(doc))} / {text(turncheck_firefox(doc))}"
+        print(f"| {name} | {text(chromium)} | {text(ff)} | {ours} | {doc['code']} |")

@@ -76,8 +76,10 @@ def test_udp_blocked_nat_verdict_and_probe_shows_tcp_tls_turn_working(turn_lab) 
         "--timeout",
         "1.5",
         "--json",
+        "--browser",
+        "chromium",
     )
-    assert probe.code == 0  # the browser gets a TLS relay from the turns: URL: calls connect
+    assert probe.code == 0  # Chromium gets a TLS relay from the turns: URL: calls connect
     doc = probe.json()
     assert doc["browser"]["relay"] == ["tls"]
     by = {(c["transport"], c["kind"]): c for c in doc["checks"]}
@@ -88,11 +90,34 @@ def test_udp_blocked_nat_verdict_and_probe_shows_tcp_tls_turn_working(turn_lab) 
         assert turn["ok"], turn["error"]
         assert turn["relay_test"]["received"] == turn["relay_test"]["sent"]
     assert doc["verdict"].startswith(
-        "calls connect: a browser with this configuration gets relay candidates over TLS; "
+        "calls connect: Chromium with this configuration gets relay candidates over TLS; "
         "UDP looks blocked on this network (or at the server); TURN over TCP on "
     )
     assert "TLS on" in doc["verdict"]
     assert doc["nat"]["symmetric"] is None
+    assert list(doc["browsers"]) == ["chromium"]
+    # Both browsers (the default): Firefox drops turns: with an IP address, and says so.
+    both = t.turncheck(
+        "probe",
+        f"turns:{host}:{t.coturn.tls_port}?transport=tcp",
+        "-u",
+        "alice",
+        "-p",
+        "s3cret",
+        "--ca-file",
+        str(t.ca_file),
+        "--timeout",
+        "1.5",
+        "--json",
+    )
+    assert both.code == 1
+    verdict = both.json()["verdict"]
+    assert verdict.startswith(
+        "calls work in Chromium, not in Firefox: Chromium with this configuration gets relay "
+        "candidates over TLS; Firefox drops turns:"
+    ), verdict
+    assert "TLS needs a host name, not an IP address" in verdict
+    assert both.json()["browsers"]["firefox"]["relay"] == []
 
 
 def test_nat_table_output_in_the_lab(turn_lab) -> None:

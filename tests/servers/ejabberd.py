@@ -110,7 +110,8 @@ class Ejabberd:
     def url(self, transport: str) -> str:
         """ICE server URL for "udp", "tcp" or "tls"."""
         if transport == "tls":
-            return f"turns:{self.host}:{self.tls_port}?transport=tcp"
+            # A host name, as browsers need for TLS (Firefox drops turns: with an IP).
+            return f"turns:localhost:{self.tls_port}?transport=tcp"
         return f"turn:{self.host}:{self.port}?transport={transport}"
 
     def log_text(self) -> str:

@@ -114,7 +114,8 @@ class PionServer:
     def url(self) -> str:
         """The ICE server URL of this server (``turn:`` or ``turns:``)."""
         if self.transport == "tls":
-            return f"turns:{self.host}:{self.port}?transport=tcp"
+            # A host name, as browsers need for TLS (Firefox drops turns: with an IP).
+            return f"turns:localhost:{self.port}?transport=tcp"
         return f"turn:{self.host}:{self.port}?transport={self.transport}"
 
     def log_text(self) -> str:

@@ -105,6 +105,14 @@ def probe(
         bool,
         typer.Option("--no-relay", help="Allocate only; no relay check.", rich_help_panel=o.RELAY),
     ] = False,
+    browser: Annotated[
+        str,
+        typer.Option(
+            "--browser",
+            help="Whose calls must work: chromium, firefox or all (both; the default).",
+            metavar="[chromium|firefox|all]",
+        ),
+    ] = "all",
     requires: Annotated[
         list[str] | None,
         typer.Option(
@@ -200,6 +208,7 @@ def probe(
     refuse_argv_secret(secret)
     out = output_of(output, output_format_of(output_format, json_out, FORMATS), quiet, verbose)
     gates = parse_requirements(requires or (), max_rtt, max_loss)
+    engines = engines_of(browser)
     spacing, between_rounds = intervals(interval, packet_interval, round_interval, repeat)
     if repeat is not None and not 1 <= repeat <= 100000:
         raise InputError(f"--repeat {repeat}: give 1 to 100000 rounds")
@@ -268,6 +277,7 @@ def probe(
         insecure=insecure,
         advice=config_advice,
         tracer=stderr_tracer() if verbose else None,
+        engines=engines,
     )
 
     async def one_round() -> Report:
@@ -301,6 +311,16 @@ def _table(report: Report) -> Callable[[Any], None]:
         render(report, console)
 
     return draw
+
+
+def engines_of(choice: str) -> tuple[str, ...]:
+    """--browser: the browser models whose answer decides the verdict and the exit code."""
+    value = choice.strip().lower()
+    if value == "all":
+        return ("chromium", "firefox")
+    if value in ("chromium", "firefox"):
+        return (value,)
+    raise InputError(f"--browser {choice}: choose chromium, firefox or all")
 
 
 def server_entries(
