@@ -85,7 +85,7 @@ def test_healthy_probe_fits_and_keeps_every_address_whole(healthy: Report, width
     assert_fits_and_whole(lines, width, tokens)
     assert len(healthy.checks) == 6 and all(c.relay for c in healthy.checks if c.kind == "turn")
     # One line per check: every check's row is exactly one line.
-    rows = [line for line in lines if re.search(r"\b(udp|tcp\+?|tls) (Binding|Allocate)\b", line)]
+    rows = [line for line in lines if re.search(r"\b(udp|tcp|tls)\+? (Binding|Allocate)\b", line)]
     assert len(rows) == 6
 
 

@@ -294,7 +294,7 @@ def protocol_of(url: IceUrl) -> Transport:
     """The client-to-server protocol Chromium uses for a URL (ice_server_parsing.cc).
 
     - stun: and stuns: are STUN over UDP: Chromium has no STUN over TLS, so stuns: is
-      plain UDP STUN (Firefox skips stuns: URLs altogether).
+      plain UDP STUN (Firefox 151+ throws NotSupportedError: firefox.py).
     - turn: is UDP unless ?transport=tcp; never TLS.
     - turns: is TLS over TCP, whatever ?transport= says (?transport=udp does not mean DTLS).
     """
@@ -406,6 +406,20 @@ def uses(urls: Sequence[IceUrl]) -> list[BrowserUse]:
             )
         )
     return out
+
+
+def makes(check: CheckResult, browser_uses: Sequence[BrowserUse]) -> bool:
+    """Whether Chromium makes this check of turncheck's: its Allocates (but on skipped
+    ports), and Bindings over UDP to stun: and UDP TURN servers (skipped ports included)."""
+    if check.extra:
+        return False
+    for use in browser_uses:
+        if use.key != (check.url, check.transport):
+            continue
+        if check.kind == "turn":
+            return use.kind == "turn" and use.skipped is None
+        return use.stun_server
+    return False
 
 
 # -- what the browser gets, from turncheck's check results ------------------------------------

@@ -895,8 +895,8 @@ def run_advice(
     ]
     if stuns_tls:
         out.append(
-            "Chromium uses stuns: URLs as plain STUN over UDP and Firefox skips them: no browser "
-            "uses STUN over TLS; the TLS rows are what RFC 7064 clients get"
+            "Chromium uses stuns: URLs as plain STUN over UDP and Firefox refuses them: no "
+            "browser uses STUN over TLS; the TLS rows are what RFC 7064 clients get"
         )
     for url, reason in view.skipped:
         out.append(f"{url}: {reason}")

@@ -282,6 +282,20 @@ def view(
     )
 
 
+def makes(check: CheckResult) -> bool:
+    """Whether Firefox makes this check of turncheck's: a Binding to stun: servers only (no
+    Binding to a TURN server), an Allocate to every TURN server it keeps."""
+    if check.extra:
+        return False
+    try:
+        url = parse(check.url)
+    except ConfigRejected:
+        return False
+    if _skip_reason(url) is not None or url.transport.value != check.transport:
+        return False
+    return url.is_turn == (check.kind == "turn") and check.port == url.port
+
+
 def _error_code(check: CheckResult) -> int | None:
     """The errorCode Firefox raises for a failed check (None: it raises none)."""
     if check.details.get("unchallenged"):

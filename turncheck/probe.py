@@ -125,6 +125,7 @@ async def run_probe(
     uses = browser.uses(list(dict.fromkeys(t.url for t in targets)))
     checks = _stun_but_not_turn(_ordered(targets, ready + [t.result() for t in tasks]))
     checks = _as_the_browser_sees(checks, uses)
+    checks = tuple(_made_by(c, uses) for c in checks)
     view = browser.view(uses, checks, relay_only)
     entries = list(dict.fromkeys(t.entry for t in targets))
     ff = firefox.view(
@@ -152,6 +153,19 @@ async def run_probe(
         firefox=ff,
         engines=engines,
     )
+
+
+def _made_by(check: CheckResult, uses: Sequence[browser.BrowserUse]) -> CheckResult:
+    """details["browsers"]: the browsers that make this check (the table marks the others)."""
+    engines = [
+        engine
+        for engine, made in (
+            ("chromium", browser.makes(check, uses)),
+            ("firefox", firefox.makes(check)),
+        )
+        if made
+    ]
+    return replace(check, details={**check.details, "browsers": engines})
 
 
 def _inputs(entries: Sequence[ServerEntry]) -> list[IceServerInput]:

@@ -51,9 +51,19 @@ def columns(several: bool) -> tuple[Column, ...]:
 
 
 def _check_cell(check: CheckResult) -> Text:
+    return Text(check_name(check), style="dim" if check.extra else "")
+
+
+def check_name(check: CheckResult) -> str:
+    """'udp Allocate'; 'tcp+ Binding' for turncheck's own checks (no browser makes them);
+    'udp Binding C' or '... F' for a check only Chromium or only Firefox makes."""
     name = "Allocate" if check.kind == "turn" else "Binding"
-    mark = "+" if check.extra else ""
-    return Text(f"{check.transport}{mark} {name}", style="dim" if check.extra else "")
+    engines = check.details.get("browsers")
+    mark = "+" if check.extra or engines == [] else ""
+    only = ""
+    if not mark and engines is not None and len(engines) == 1:
+        only = " C" if engines == ["chromium"] else " F"
+    return f"{check.transport}{mark} {name}{only}"
 
 
 def _url_host_port(url: str) -> tuple[str, int | None]:
@@ -201,9 +211,7 @@ def _where(members: Sequence[CheckResult]) -> str:
     """'udp Allocate, tcp+ Allocate of turn:h:3478', or per URL when they differ."""
     by_url: dict[str, list[str]] = {}
     for c in members:
-        name = (
-            f"{c.transport}{'+' if c.extra else ''} {'Allocate' if c.kind == 'turn' else 'Binding'}"
-        )
+        name = check_name(c)
         if c.server and len({m.server for m in members if m.url == c.url}) > 1:
             name += f" {c.server}"
         by_url.setdefault(c.url, [])
