@@ -108,40 +108,16 @@ def run_chromium(
     if timeout is None:
         timeout = cap_s + START_SLACK_S
     ids = [str(job["id"]) for job in jobs]
-    with tempfile.TemporaryDirectory(prefix="turncheck-chromium-run-") as tmp:
-        in_path, out_path = Path(tmp) / "in.json", Path(tmp) / "out.json"
-        spec = {
-            "ca_pem": str(ca_pem) if ca_pem is not None else None,
-            "cap_s": cap_s,
-            "timeout_s": max(1.0, timeout - 5.0),
-            "jobs": [dict(job) for job in jobs],
-            "args": list(extra_args),
-        }
-        in_path.write_text(json.dumps(spec))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        argv = [sys.executable, "-m", "tests.browser.driver", str(in_path), str(out_path)]
-        started = time.monotonic()
-        try:
-            done = lab.run(ns or lab.client_ns, argv, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired as exc:
-            raise ChromiumError(f"the Chromium driver did not finish in {timeout:.0f} s") from exc
-        wall = time.monotonic() - started
-        stderr = (done.stderr or "")[-4000:]
-        try:
-            out = json.loads(out_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ChromiumError(
-                f"the Chromium driver exited with code {done.returncode} and no OUT.json "
-                f"({exc}); stderr:\n{stderr}"
-            ) from exc
-    if out.get("fatal") or done.returncode != 0:
-        raise ChromiumError(
-            f"the Chromium driver failed (code {done.returncode}): {out.get('fatal')}; "
-            f"stderr:\n{stderr}"
-        )
+    spec = {
+        "ca_pem": str(ca_pem) if ca_pem is not None else None,
+        "cap_s": cap_s,
+        "timeout_s": max(1.0, timeout - 5.0),
+        "jobs": [dict(job) for job in jobs],
+        "args": list(extra_args),
+    }
+    started = time.monotonic()
+    out, stderr = _run_driver(lab, "tests.browser.driver", "Chromium", spec, timeout, ns)
+    wall = time.monotonic() - started
     missing = [i for i in ids if i not in out.get("results", {})]
     if missing:
         raise ChromiumError(f"no results for job(s) {missing}; stderr:\n{stderr}")
@@ -238,31 +214,49 @@ def run_firefox(
         lab_unavailable("python package 'websockets' is not installed (pip install -e '.[test]')")
     if timeout is None:
         timeout = cap_s + START_SLACK_S
-    with tempfile.TemporaryDirectory(prefix="turncheck-firefox-run-") as tmp:
+    spec = {
+        "ca_pem": str(ca_pem) if ca_pem is not None else None,
+        "cap_s": cap_s,
+        "timeout_s": max(1.0, timeout - 5.0),
+        "jobs": [dict(job) for job in jobs],
+    }
+    out, _ = _run_driver(lab, "tests.browser.firefox_driver", "Firefox", spec, timeout, None)
+    return dict(out)
+
+
+def _run_driver(
+    lab: Lab,
+    module: str,
+    name: str,
+    spec: Mapping[str, Any],
+    timeout: float,
+    ns: str | None,
+) -> tuple[dict[str, Any], str]:
+    """One browser driver run in a lab namespace: IN.json in, OUT.json and stderr out;
+    ChromiumError when it did not finish, wrote nothing, or failed."""
+    with tempfile.TemporaryDirectory(prefix="turncheck-browser-run-") as tmp:
         in_path, out_path = Path(tmp) / "in.json", Path(tmp) / "out.json"
-        spec = {
-            "ca_pem": str(ca_pem) if ca_pem is not None else None,
-            "cap_s": cap_s,
-            "timeout_s": max(1.0, timeout - 5.0),
-            "jobs": [dict(job) for job in jobs],
-        }
         in_path.write_text(json.dumps(spec))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
-        argv = [sys.executable, "-m", "tests.browser.firefox_driver", str(in_path), str(out_path)]
+        argv = [sys.executable, "-m", module, str(in_path), str(out_path)]
         try:
-            done = lab.run(lab.client_ns, argv, timeout=timeout, env=env)
+            done = lab.run(ns or lab.client_ns, argv, timeout=timeout, env=env)
         except subprocess.TimeoutExpired as exc:
-            raise ChromiumError(f"the Firefox driver did not finish in {timeout:.0f} s") from exc
+            raise ChromiumError(f"the {name} driver did not finish in {timeout:.0f} s") from exc
+        stderr = (done.stderr or "")[-4000:]
         try:
             out = json.loads(out_path.read_text())
         except (OSError, ValueError) as exc:
             raise ChromiumError(
-                f"the Firefox driver exited with code {done.returncode} and no OUT.json ({exc}); "
-                f"stderr:\n{(done.stderr or '')[-4000:]}"
+                f"the {name} driver exited with code {done.returncode} and no OUT.json "
+                f"({exc}); stderr:\n{stderr}"
             ) from exc
     if out.get("fatal") or done.returncode != 0:
-        raise ChromiumError(f"the Firefox driver failed: {out.get('fatal')}\n{out.get('log')}")
-    return dict(out)
+        raise ChromiumError(
+            f"the {name} driver failed (code {done.returncode}): {out.get('fatal')}; "
+            f"{out.get('log') or ''}\nstderr:\n{stderr}"
+        )
+    return dict(out), stderr
