@@ -508,14 +508,19 @@ def test_policy_from_the_configuration_is_honoured(equivalence: Equivalence) -> 
     assert doc["relay_only"] is True and doc["browser"]["relay_only"] is True
 
 
-def _turncheck_constructs(entry: dict[str, Any]) -> dict[str, str] | None:
+def _server_input(entry: dict[str, Any]) -> IceServerInput:
+    """A VALIDATION entry as the browser models take it."""
     urls = entry.get("urls", [])
-    server = IceServerInput(
+    return IceServerInput(
         tuple([urls] if isinstance(urls, str) else urls),
         entry.get("username"),
         entry.get("credential"),
         "iceServers[0]",
     )
+
+
+def _turncheck_constructs(entry: dict[str, Any]) -> dict[str, str] | None:
+    server = _server_input(entry)
     try:
         check_constructor([server])
     except ConfigRejected as exc:
@@ -663,15 +668,7 @@ def test_constructor_validation_is_firefoxs(equivalence: Equivalence, case: str)
     from turncheck import firefox
 
     seen = equivalence.firefox["results"][f"validate:{case}"]["error"]
-    entry = VALIDATION[case]
-    urls = entry.get("urls", [])
-    server = IceServerInput(
-        tuple([urls] if isinstance(urls, str) else urls),
-        entry.get("username"),
-        entry.get("credential"),
-        "iceServers[0]",
-    )
-    ours = firefox.check_constructor([server])
+    ours = firefox.check_constructor([_server_input(VALIDATION[case])])
     assert (None if ours is None else {"name": ours.exception, "message": ours.message}) == (
         None if seen is None else {"name": seen["name"], "message": seen["message"]}
     )
