@@ -102,3 +102,25 @@ def test_console_script_bad_input_exit_2_without_traceback() -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "'turn:': the browser throws SyntaxError" in done.stderr
+
+
+def test_browser_firefox_judges_the_input_by_firefoxs_rules(cli) -> None:
+    """--browser firefox: what Firefox accepts is probed (turn:h: is its 3478), what it
+    refuses is one line naming Firefox; Chromium's refusal then no longer applies."""
+    env = {"TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "s3cret"}
+    chromium = cli("probe", "turn:127.0.0.1:", "--dry-run", env=env)
+    assert chromium.code == 2 and "Invalid hostname format" in chromium.err
+    firefox = cli(
+        "probe", "turn:127.0.0.1:", "--dry-run", "--json", "--browser", "firefox", env=env
+    )
+    assert firefox.code == 0, firefox.err
+    plan = firefox.json()["plan"]
+    assert plan[0]["port"] == 3478 and plan[0]["transport"] == "udp"
+    blocked = cli("probe", "turn:127.0.0.1:25", "--dry-run", "--browser", "firefox", env=env)
+    assert blocked.code == 2
+    assert blocked.err.strip() == (
+        "turncheck: error: 'turn:127.0.0.1:25': Firefox throws SyntaxError: "
+        "PeerConnectionImpl.setConfiguration: 'turn:127.0.0.1:25' uses a port that is blocked"
+    )
+    bad = cli("probe", "stun:127.0.0.1", "--browser", "safari", "--dry-run")
+    assert bad.code == 2 and "--browser safari: choose chromium, firefox or all" in bad.err

@@ -249,3 +249,77 @@ def test_recorded_chromium_dumps_get_the_right_verdict(cli, case: str) -> None:
     if result.code == 0:
         assert "connected" in states and caller["selected_pair"] is not None
     assert not any("s3cret" in json.dumps(pc) for pc in result.json()["peer_connections"])
+
+
+@pytest.mark.parametrize(
+    ("agent", "name", "engine"),
+    [
+        (
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "HeadlessChrome/156.0.0.0 Safari/537.36",
+            "Chrome 156",
+            "chromium",
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/156.0.0.0 Safari/537.36 Edg/156.0.0.0",
+            "Edge 156",
+            "chromium",
+        ),
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/150.0.0.0 Safari/537.36 OPR/110.0.0.0",
+            "Opera 110",
+            "chromium",
+        ),
+        (
+            "Mozilla/5.0 (X11; Linux x86_64; rv:153.0) Gecko/20100101 Firefox/153.0",
+            "Firefox 153",
+            "firefox",
+        ),
+        (
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+            "Version/18.0 Safari/605.1.15",
+            "Safari 18",
+            None,
+        ),
+        ("curl/8.0", "an unknown browser", None),
+    ],
+)
+def test_the_dumps_browser_is_named_from_its_user_agent(agent: str, name: str, engine) -> None:
+    from turncheck.dumps.reader import browser_of
+
+    found = browser_of(agent)
+    assert (found.name, found.engine) == (name, engine)
+
+
+def test_the_dumps_browser_picks_the_model_the_probe_answers_with(
+    cli, coturn: Coturn, tmp_path: Path
+) -> None:
+    """A dump from Firefox (its UserAgent says so) is probed with Firefox's model only; from
+    Chrome, with Chromium's; the header names the browser."""
+    url = f"turn:127.0.0.1:{coturn.port}?transport=udp"
+    env = {"TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "s3cret"}
+    for agent, engine, line in (
+        (
+            "Mozilla/5.0 (X11; Linux x86_64; rv:153.0) Gecko/20100101 Firefox/153.0",
+            "firefox",
+            "browser       Firefox 153 (Firefox's rules)",
+        ),
+        (
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/156.0.0.0 Safari/537.36",
+            "chromium",
+            "browser       Chrome 156 (Chromium's rules)",
+        ),
+    ):
+        document = current_dump(url, error=None, connected=True)
+        document["UserAgent"] = agent
+        dump = tmp_path / f"{engine}.json"
+        dump.write_text(json.dumps(document))
+        result = cli("diagnose", str(dump), "--probe", "--json", env=env)
+        doc = result.json()
+        assert doc["browser"]["engine"] == engine
+        assert list(doc["probe"]["browsers"]) == [engine]
+        table = cli("diagnose", str(dump), env=env)
+        assert table.out.splitlines()[0] == line

@@ -33,17 +33,22 @@ class ConfigRejected(InputError):
     """The browser's constructor refuses the configuration: its exception class and message
     (Chromium's words), the culprit, and turncheck's own explanation."""
 
-    def __init__(self, exception: str, message: str, culprit: str, why: str = "") -> None:
-        text = f"{culprit}: the browser throws {exception}: {message}"
+    def __init__(
+        self, exception: str, message: str, culprit: str, why: str = "", who: str = "the browser"
+    ) -> None:
+        text = f"{culprit}: {who} throws {exception}: {message}"
         super().__init__(text + (f" ({why})" if why else ""))
         self.exception = exception
         self.message = message
         self.culprit = culprit
         self.why = why
+        self.who = who
 
     def within(self, origin: str) -> ConfigRejected:
         """The same rejection, naming the iceServers entry that holds the culprit."""
-        return ConfigRejected(self.exception, self.message, f"{origin}: {self.culprit}", self.why)
+        return ConfigRejected(
+            self.exception, self.message, f"{origin}: {self.culprit}", self.why, self.who
+        )
 
 
 class CheckFailure(TurncheckError):

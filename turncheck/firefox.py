@@ -24,7 +24,7 @@ from turncheck.browser import (
 )
 from turncheck.errors import ConfigRejected
 from turncheck.results import CheckResult
-from turncheck.urls import IceUrl, Transport
+from turncheck.urls import IceUrl, Scheme, Transport
 
 ENGINE = "firefox"
 NOT_SUPPORTED = "NotSupportedError"
@@ -44,7 +44,7 @@ ALWAYS_ALLOWED = (53, 3478, 5349)
 
 
 def _reject(exception: str, message: str, culprit: str) -> ConfigRejected:
-    return ConfigRejected(exception, _PREFIX + message, culprit, "")
+    return ConfigRejected(exception, _PREFIX + message, culprit, "", who="Firefox")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,8 @@ class FirefoxUrl:
     host: str
     port: int
     transport: Transport  # the client-to-server protocol
+    explicit_port: bool = True
+    query: Transport | None = None  # what ?transport= said
 
     @property
     def is_turn(self) -> bool:
@@ -79,7 +81,7 @@ def parse(text: str) -> FirefoxUrl:
         raise _reject(SYNTAX, f"{culprit} must have a host", culprit)
     if "@" in authority:
         raise _reject(SYNTAX, f"{culprit} must not contain @", culprit)
-    host, port = _host_port(authority, culprit, scheme)
+    host, port, explicit_port = _host_port(authority, culprit, scheme)
     if port not in ALWAYS_ALLOWED and port in BAD_PORTS:
         raise _reject(SYNTAX, f"{culprit} uses a port that is blocked", culprit)
     transport = Transport.UDP
@@ -100,14 +102,27 @@ def parse(text: str) -> FirefoxUrl:
                 culprit,
             )
         transport = Transport(value)
+    query_transport = transport if question else None
     if scheme == "stuns":
         raise _reject(NOT_SUPPORTED, f"{culprit}: stuns scheme is not supported", culprit)
     if scheme == "turns":
         transport = Transport.TLS  # nricectx.cpp: TLS always uses TCP, ?transport=udp too
-    return FirefoxUrl(scheme, host, port, transport)
+    return FirefoxUrl(scheme, host, port, transport, explicit_port, query_transport)
 
 
-def _host_port(authority: str, culprit: str, scheme: str) -> tuple[str, int]:
+def ice_url(text: str) -> IceUrl:
+    """The URL as Firefox reads it, in turncheck's IceUrl shape (--browser firefox)."""
+    url = parse(text)
+    return IceUrl(
+        scheme=Scheme(url.scheme),
+        host=url.host,
+        port=url.port if url.explicit_port else None,
+        query=url.query,
+        text=text,
+    )
+
+
+def _host_port(authority: str, culprit: str, scheme: str) -> tuple[str, int, bool]:
     """host[:port] or [v6][:port]; an empty port is the default (Firefox 153: turn:h: is
     3478), as is a missing one: 3478, or 5349 for stuns:/turns:."""
     bad = _reject(SYNTAX, f"{culprit} does not contain a host and optional port", culprit)
@@ -128,10 +143,10 @@ def _host_port(authority: str, culprit: str, scheme: str) -> tuple[str, int]:
         if ":" in port_text or not host or any(c.isspace() for c in host):
             raise bad
     if not port_text:
-        return host, 5349 if scheme in ("stuns", "turns") else 3478
+        return host, 5349 if scheme in ("stuns", "turns") else 3478, False
     if not port_text.isascii() or not port_text.isdigit() or int(port_text) > 0xFFFF:
         raise bad
-    return host, int(port_text)
+    return host, int(port_text), True
 
 
 def check_constructor(servers: Sequence[IceServerInput]) -> ConfigRejected | None:
@@ -144,7 +159,7 @@ def check_constructor(servers: Sequence[IceServerInput]) -> ConfigRejected | Non
             try:
                 url = parse(text)
             except ConfigRejected as exc:
-                return exc
+                return exc.within(server.origin)
             if not url.is_turn:
                 continue
             if server.username is None:

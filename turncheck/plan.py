@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from turncheck import firefox
 from turncheck.browser import (
     IceServerInput,
     check_constructor,
@@ -167,10 +168,26 @@ def build_targets(
     return targets + srv_targets
 
 
-def entries_from(servers: list[IceServer]) -> list[ServerEntry]:
-    """iceServers entries → ServerEntry values, validated as RTCPeerConnection does."""
+def parse_for(text: str, rules: str = "chromium") -> IceUrl:
+    """One URL as the browser whose rules apply reads it (--browser firefox: Firefox's)."""
+    return firefox.ice_url(text) if rules == "firefox" else parse_ice_url(text)
+
+
+def _check_for(inputs: list[IceServerInput], rules: str) -> list[list[IceUrl]]:
+    """The constructor's check as that browser makes it: ConfigRejected, or the URLs."""
+    if rules != "firefox":
+        return check_constructor(inputs)
+    rejected = firefox.check_constructor(inputs)
+    if rejected is not None:
+        raise rejected
+    return [[firefox.ice_url(text) for text in server.urls] for server in inputs]
+
+
+def entries_from(servers: list[IceServer], rules: str = "chromium") -> list[ServerEntry]:
+    """iceServers entries → ServerEntry values, validated as RTCPeerConnection does (in
+    Chromium, or with rules="firefox" in Firefox)."""
     inputs = [IceServerInput(s.urls, s.username, s.credential, s.origin) for s in servers]
-    parsed = check_constructor(inputs)
+    parsed = _check_for(inputs, rules)
     out: list[ServerEntry] = []
     for server, urls in zip(servers, parsed, strict=True):
         source = server.origin if server.credentials else "none"
@@ -179,13 +196,13 @@ def entries_from(servers: list[IceServer]) -> list[ServerEntry]:
 
 
 def command_line_entries(
-    texts: list[str], credentials: Credentials | None, source: str
+    texts: list[str], credentials: Credentials | None, source: str, rules: str = "chromium"
 ) -> list[ServerEntry]:
     """URLs from the command line: each validated as an RTCIceServer with the -u/-p
     credentials (environment credentials given to stun: URLs are simply not used)."""
     out: list[ServerEntry] = []
     for text in texts:
-        url = parse_ice_url(text)
+        url = parse_for(text, rules)
         creds = credentials if url.is_turn else None
         server = IceServerInput(
             (text,),
@@ -194,11 +211,11 @@ def command_line_entries(
             COMMAND_LINE,
         )
         try:
-            check_constructor([server])
+            _check_for([server], rules)
         except ConfigRejected as exc:
             if exc.exception == "InvalidAccessError":
                 raise ConfigRejected(
-                    exc.exception, exc.message, f"'{url.text}'", _CREDENTIALS_HINT
+                    exc.exception, exc.message, f"'{url.text}'", _CREDENTIALS_HINT, exc.who
                 ) from None
             raise
         out.append(ServerEntry(url, creds, source if creds else "none"))

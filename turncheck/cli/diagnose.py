@@ -24,7 +24,7 @@ from turncheck.cli.common import (
 from turncheck.errors import InputError
 
 if TYPE_CHECKING:
-    from turncheck.dumps.reader import PeerConnectionRecord
+    from turncheck.dumps.reader import DumpBrowser, PeerConnectionRecord
     from turncheck.report import Report
 
 FORMATS = ("table", "json")
@@ -63,7 +63,7 @@ def diagnose(
     verbose: o.VerboseOpt = False,
 ) -> None:
     """Why did the call fail? Read the user's webrtc-internals dump, say it in words."""
-    from turncheck.dumps.reader import read_dump
+    from turncheck.dumps.reader import read
     from turncheck.dumps.verdict import to_json, verdict
 
     check_timeout(timeout)
@@ -74,7 +74,7 @@ def diagnose(
         data = sys.stdin.buffer.read() if dump == "-" else Path(dump).read_bytes()
     except OSError as exc:
         raise InputError(f"{name}: cannot read it ({exc.strerror})") from None
-    records = read_dump(data, name)
+    records, browser = read(data, name)
     report = None
     if recheck:
         report = _probe_now(
@@ -90,6 +90,7 @@ def diagnose(
             insecure,
             dns_server,
             verbose,
+            browser.engine if browser is not None else None,
         )
     summary = "; ".join(f"{r.id}: {verdict(r)}" for r in records)
 
@@ -98,6 +99,7 @@ def diagnose(
 
         document: dict[str, object] = {
             "schema": 1,
+            "browser": None if browser is None else browser.to_json(),
             "peer_connections": [to_json(r) for r in records],
         }
         if report is not None:
@@ -106,7 +108,7 @@ def diagnose(
             return dumps(document)
         from turncheck.render.diagnose import render_text
 
-        body = render_text(records)
+        body = f"{_browser_line(browser)}\n{render_text(records)}"
         if report is not None:
             from turncheck.render.table import render_text as table_text
 
@@ -116,6 +118,7 @@ def diagnose(
     def draw(console: object) -> None:
         from turncheck.render.diagnose import render
 
+        console.print(_browser_line(browser), markup=False, highlight=False)  # type: ignore[attr-defined]
         render(records, console)  # type: ignore[arg-type]
         if report is not None:
             from turncheck.render.table import render as render_table
@@ -142,6 +145,7 @@ def _probe_now(
     insecure: bool,
     dns_server: str | None,
     verbose: bool,
+    engine: str | None,
 ) -> Report:
     """The dump's ICE servers probed from here, with credentials from the usual places (the
     dump never holds them)."""
@@ -177,5 +181,16 @@ def _probe_now(
             insecure=insecure,
             advice=tuple(advice(entries)),
             tracer=stderr_tracer() if verbose else None,
+            # The model of the browser that wrote the dump answers for it; else both.
+            engines=(engine,) if engine in ("chromium", "firefox") else ("chromium", "firefox"),
         )
     )
+
+
+def _browser_line(browser: DumpBrowser | None) -> str:
+    if browser is None:
+        return "browser       not named in the dump (no UserAgent)"
+    rules = {"chromium": "Chromium's rules", "firefox": "Firefox's rules"}.get(
+        browser.engine or "", "no model of this engine: Chromium's rules for the dump's events"
+    )
+    return f"browser       {browser.name} ({rules})"

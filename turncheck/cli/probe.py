@@ -225,6 +225,7 @@ def probe(
         rest_user(rest_user_, old_user),
         ttl,
         relay_only,
+        _rules(engines),
     )
     if ice_servers_url is not None:
         from turncheck import signals
@@ -246,7 +247,7 @@ def probe(
         fetched = signals.run(fetch(spec))
         if not urls and ice_servers is None:
             entries = []  # the default STUN servers stood in for "no server given"
-        entries = entries + entries_from(fetched.servers)
+        entries = entries + entries_from(fetched.servers, _rules(engines))
         relay_only = relay_only or fetched.relay_only
         config_advice = tuple(advice(entries))
     targets = build_targets(entries, override)
@@ -313,6 +314,12 @@ def _table(report: Report) -> Callable[[Any], None]:
     return draw
 
 
+def _rules(engines: tuple[str, ...]) -> str:
+    """Whose constructor rules judge the input: Firefox's with --browser firefox alone;
+    else Chromium's (a configuration Chromium refuses breaks the app there: exit 2)."""
+    return "firefox" if engines == ("firefox",) else "chromium"
+
+
 def engines_of(choice: str) -> tuple[str, ...]:
     """--browser: the browser models whose answer decides the verdict and the exit code."""
     value = choice.strip().lower()
@@ -333,22 +340,30 @@ def server_entries(
     user: str | None,
     ttl: int,
     relay_only: bool,
+    rules: str = "chromium",
 ) -> tuple[list[ServerEntry], bool, tuple[str, ...]]:
-    """The URLs of the command line and of --ice-servers, validated as a browser does."""
+    """The URLs of the command line and of --ice-servers, validated as a browser does
+    (rules="firefox": as Firefox does, for --browser firefox)."""
     from turncheck.browser import parse_ice_url
     from turncheck.config import advice, read_ice_servers
-    from turncheck.plan import DEFAULT_STUN_SERVERS, ServerEntry, command_line_entries, entries_from
+    from turncheck.plan import (
+        DEFAULT_STUN_SERVERS,
+        ServerEntry,
+        command_line_entries,
+        entries_from,
+        parse_for,
+    )
 
     texts = list(urls or ())
     hint_json_as_url(texts)
-    parsed = [parse_ice_url(t) for t in texts]
+    parsed = [parse_for(t, rules) for t in texts]
     given = credentials(ctx, username, credential, needed=any(u.is_turn for u in parsed))
     minted = minted_credentials(secret_file, user, ttl)
     creds, source = pick_credentials(given, minted)
-    entries = command_line_entries(texts, creds, source)
+    entries = command_line_entries(texts, creds, source, rules)
     if ice_servers is not None:
         configuration = read_ice_servers(ice_servers)
-        entries += entries_from(configuration.servers)
+        entries += entries_from(configuration.servers, rules)
         relay_only = relay_only or configuration.relay_only
     config_advice = tuple(advice(entries)) if entries else ()
     if not entries:

@@ -117,8 +117,47 @@ class _Builder:
     closed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DumpBrowser:
+    """The browser that wrote the dump, from its UserAgent: its name and version, and the
+    engine whose rules explain it (None: an engine turncheck has no model of)."""
+
+    user_agent: str
+    name: str
+    engine: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user_agent": self.user_agent, "name": self.name, "engine": self.engine}
+
+
+# Order matters: Edge and Opera also say Chrome/, Chrome also says Safari/.
+_BROWSERS = (
+    (re.compile(r"Firefox/(\d+)"), "Firefox", "firefox"),
+    (re.compile(r"Edg(?:e|A|iOS)?/(\d+)"), "Edge", "chromium"),
+    (re.compile(r"OPR/(\d+)"), "Opera", "chromium"),
+    (re.compile(r"(?:Headless)?Chrome/(\d+)"), "Chrome", "chromium"),
+    (re.compile(r"Version/(\d+)[\d.]* .*Safari/"), "Safari", None),
+)
+
+
+def browser_of(user_agent: str) -> DumpBrowser:
+    """Which browser a UserAgent names (webrtc-internals is Chromium's: Chrome, Edge, Opera,
+    Brave, … write these dumps; Firefox has about:webrtc instead)."""
+    for pattern, name, engine in _BROWSERS:
+        match = pattern.search(user_agent)
+        if match:
+            return DumpBrowser(user_agent, f"{name} {match.group(1)}", engine)
+    return DumpBrowser(user_agent, "an unknown browser", None)
+
+
 def read_dump(data: bytes, name: str) -> list[PeerConnectionRecord]:
     """The peer connections of a dump, or InputError saying what the file is instead."""
+    return read(data, name)[0]
+
+
+def read(data: bytes, name: str) -> tuple[list[PeerConnectionRecord], DumpBrowser | None]:
+    """The peer connections of a dump and the browser that wrote it (None: the dump does
+    not say), or InputError saying what the file is instead."""
     if data[:2] == b"\x1f\x8b":
         raise InputError(
             f"{name}: a gzip file, not a webrtc-internals dump: decompress it first "
@@ -152,11 +191,13 @@ def read_dump(data: bytes, name: str) -> list[PeerConnectionRecord]:
             f"{name}: a webrtc-internals dump with no peer connections: keep "
             "chrome://webrtc-internals open while the call is made, then download the dump"
         )
-    return [
+    records = [
         _connection(str(key), value)
         for key, value in connections.items()
         if isinstance(value, dict)
     ]
+    agent = document.get("UserAgent")
+    return records, browser_of(agent) if isinstance(agent, str) and agent else None
 
 
 def _connection(key: str, data: dict[str, Any]) -> PeerConnectionRecord:
