@@ -134,6 +134,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "stuns-udp-blocked": _servers({"urls": "stuns:blocked.lab.test"}),
     # 3. turns:...?transport=udp is TLS
     "turns-transport-udp": _servers(_turn("turns:turn.lab.test:5349?transport=udp")),
+    # turns: with an IP address (coturn A's certificate names it): Firefox drops it
+    "turns-ip": _servers(_turn(f"turns:{HEALTHY}:5349")),
     # 5. the relay policy
     "relay-policy": _servers(
         {"urls": "stun:turn.lab.test"},
