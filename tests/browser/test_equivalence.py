@@ -693,3 +693,14 @@ def test_firefox_side_by_side_table(equivalence: Equivalence) -> None:
         doc = equivalence.turncheck[name]
         ours = f"{text(turncheck_answer(doc))} / {text(turncheck_firefox(doc))}"
         print(f"| {name} | {text(chromium)} | {text(ff)} | {ours} | {doc['code']} |")
+
+
+def test_turns_with_an_ip_address_says_which_browser_gets_what(equivalence: Equivalence) -> None:
+    doc = equivalence.turncheck["turns-ip"]  # probed with --ice-servers, as an app gives it
+    assert doc["code"] == 1
+    assert doc["verdict"].startswith(
+        "calls work in Chromium, not in Firefox: Chromium with this configuration gets relay "
+        f"candidates over TLS; Firefox drops turns:{HEALTHY}:5349: TLS needs a host name"
+    ), doc["verdict"]
+    assert doc["browsers"]["chromium"]["relay"] == ["tls"]
+    assert doc["browsers"]["firefox"]["relay"] == []
