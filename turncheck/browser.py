@@ -520,7 +520,7 @@ class BrowserView:
         }
 
 
-_ORDER = {"udp": 0, "tcp": 1, "tls": 2}
+ORDER = {"udp": 0, "tcp": 1, "tls": 2}  # relay protocols, as both browsers list them
 
 
 def view(
@@ -576,7 +576,7 @@ def view(
     ok = bool(relay) if (has_turn or relay_only) else srflx or stun_answered
     return BrowserView(
         ok=ok,
-        relay=tuple(sorted(relay, key=_ORDER.__getitem__)),
+        relay=tuple(sorted(relay, key=ORDER.__getitem__)),
         srflx=srflx,
         relay_only=relay_only,
         skipped=tuple(skipped),

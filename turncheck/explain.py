@@ -386,7 +386,6 @@ def weigh(check: CheckResult, binding: CheckResult | None) -> CheckResult:
         and check.kind == "turn"
         and check.transport == "udp"
         and check.cause == "timeout"
-        and check.error is not None
         and (binding.server, binding.transport) == (check.server, check.transport)
     ):
         return replace(check, error=stun_only(check, binding))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from turncheck.browser import (
     INVALID_ACCESS,
     MAX_TURN_USERNAME,
+    ORDER,
     SYNTAX,
     BrowserView,
     IceServerInput,
@@ -251,15 +252,7 @@ def view(
         has_turn = has_turn or url.is_turn
         protocol = url.transport.value
         kind = "turn" if url.is_turn else "stun"
-        mine = [
-            c
-            for c in checks
-            if not c.extra
-            and c.url == str(iceurl)
-            and c.transport == protocol
-            and c.kind == kind
-            and c.port == url.port
-        ]
+        mine = [c for c in checks if c.url == str(iceurl) and _check_of(c, url)]
         check = next((c for c in mine if c.ok), mine[0] if mine else None)
         if check is None:
             unchecked.append(str(iceurl))
@@ -284,7 +277,7 @@ def view(
     ok = bool(relay) if (has_turn or relay_only) else srflx or stun_answered
     return BrowserView(
         ok=ok,
-        relay=tuple(sorted(relay, key={"udp": 0, "tcp": 1, "tls": 2}.__getitem__)),
+        relay=tuple(sorted(relay, key=ORDER.__getitem__)),
         srflx=srflx,
         relay_only=relay_only,
         skipped=tuple(skipped),
@@ -300,15 +293,22 @@ def view(
 def makes(check: CheckResult) -> bool:
     """Whether Firefox makes this check of turncheck's: a Binding to stun: servers only (no
     Binding to a TURN server), an Allocate to every TURN server it keeps."""
-    if check.extra:
-        return False
     try:
         url = parse(check.url)
     except ConfigRejected:
         return False
-    if _skip_reason(url) is not None or url.transport.value != check.transport:
-        return False
-    return url.is_turn == (check.kind == "turn") and check.port == url.port
+    return _skip_reason(url) is None and _check_of(check, url)
+
+
+def _check_of(check: CheckResult, url: FirefoxUrl) -> bool:
+    """The check Firefox makes of this URL: its protocol, its port, Binding for stun:,
+    Allocate for turn:/turns:; never one of turncheck's extras."""
+    return (
+        not check.extra
+        and check.transport == url.transport.value
+        and check.port == url.port
+        and (check.kind == "turn") == url.is_turn
+    )
 
 
 def _error_code(check: CheckResult) -> int | None:

@@ -63,21 +63,11 @@ def test_udp_blocked_nat_verdict_and_probe_shows_tcp_tls_turn_working(turn_lab) 
         assert doc["mapping"] is None and doc["filtering"] is None
         assert doc["advice"].startswith("UDP is blocked: only TURN over TCP/TLS")
     host = t.lab.server_ips[0]
+    turns = f"turns:{host}:{t.coturn.tls_port}?transport=tcp"
+    options = ("-u", "alice", "-p", "s3cret", "--ca-file", str(t.ca_file))
+    options += ("--timeout", "1.5", "--json")
     probe = t.turncheck(
-        "probe",
-        f"turn:{host}:{t.coturn.port}",
-        f"turns:{host}:{t.coturn.tls_port}?transport=tcp",
-        "-u",
-        "alice",
-        "-p",
-        "s3cret",
-        "--ca-file",
-        str(t.ca_file),
-        "--timeout",
-        "1.5",
-        "--json",
-        "--browser",
-        "chromium",
+        "probe", f"turn:{host}:{t.coturn.port}", turns, *options, "--browser", "chromium"
     )
     assert probe.code == 0  # Chromium gets a TLS relay from the turns: URL: calls connect
     doc = probe.json()
@@ -97,19 +87,7 @@ def test_udp_blocked_nat_verdict_and_probe_shows_tcp_tls_turn_working(turn_lab) 
     assert doc["nat"]["symmetric"] is None
     assert list(doc["browsers"]) == ["chromium"]
     # Both browsers (the default): Firefox drops turns: with an IP address, and says so.
-    both = t.turncheck(
-        "probe",
-        f"turns:{host}:{t.coturn.tls_port}?transport=tcp",
-        "-u",
-        "alice",
-        "-p",
-        "s3cret",
-        "--ca-file",
-        str(t.ca_file),
-        "--timeout",
-        "1.5",
-        "--json",
-    )
+    both = t.turncheck("probe", turns, *options)
     assert both.code == 1
     verdict = both.json()["verdict"]
     assert verdict.startswith(
