@@ -196,14 +196,7 @@ def test_a_50_mb_dump_is_read_in_bounded_memory(tmp_path: Path) -> None:
     path.write_text(json.dumps(base))
     size = path.stat().st_size
     assert size > 45e6
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "turncheck", "diagnose", str(path), "--json"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    peak_mb = usage.ru_maxrss / 1024
+    peak_mb = diagnose_peak_mb(path)
     print(f"\n50 MB dump ({size / 1e6:.1f} MB): peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 600, peak_mb
 
@@ -323,3 +316,15 @@ def test_the_dumps_browser_picks_the_model_the_probe_answers_with(
         assert list(doc["probe"]["browsers"]) == [engine]
         table = cli("diagnose", str(dump), env=env)
         assert table.out.splitlines()[0] == line
+
+
+def diagnose_peak_mb(path: Path) -> float:
+    """`turncheck diagnose PATH --json` in a process of its own: exit 0, its peak RSS in MB."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "turncheck", "diagnose", str(path), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024

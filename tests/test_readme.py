@@ -25,9 +25,10 @@ from tests.test_relay import udp_echo_peer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-DOC_PAGES = ("probe", "nat", "load", "serve", "diagnose", "creds")  # docs/<command>.md
+DOC_PAGES = ("probe", "nat", "load", "serve", "diagnose", "creds", "support")  # docs/<name>.md
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 DUMP = Path(__file__).resolve().parent / "data" / "dumps" / "older-format-synthetic.json"
+RTCSTATS = Path(__file__).resolve().parent / "data" / "rtcstats" / "relay-udp.rtcstats"
 SECRET = "readme-shared-secret"
 
 
@@ -79,8 +80,11 @@ def test_every_command_has_a_docs_page_the_readme_links_to() -> None:
 def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) -> list[str]:
     stdin_file = None
     if "| turncheck " in command:  # curl … | turncheck …: the body comes from a file here
-        command = "turncheck " + command.split("| turncheck ", 1)[1]
+        before, command = command.split("| turncheck ", 1)
+        command = "turncheck " + command
         stdin_file = str(DUMP) if command.startswith("turncheck diagnose") else "ice.json"
+        if command.startswith("turncheck diagnose") and "gunzip" in before:  # rtcstats-server's
+            stdin_file = str(RTCSTATS)
     server = rest if "--secret-file" in command else coturn
     command = command.replace("/etc/turn/secret", "secret")
     command = command.replace('"$PW"', "s3cret").replace("-u bob", "-u alice")
@@ -106,6 +110,9 @@ def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) 
     )
     command = command.replace("webrtc_internals_dump.json", str(DUMP))
     argv = shlex.split(command)
+    if argv[1] == "results":  # a results file with the docs' reference (stored_result below)
+        argv = [a.replace("/etc/turncheck/turncheck.yml", "results.sqlite") for a in argv]
+        argv = ["--db" if a in ("--config", "-c") else a for a in argv]
     if argv[1] == "serve":  # long-running: its config (the README's own) is checked instead
         argv = [a.replace("/etc/turncheck/turncheck.yml", "turncheck.yml") for a in argv]
         argv.append("--check-config")
@@ -115,6 +122,55 @@ def _rewrite(command: str, coturn: Coturn, rest: Coturn, peer: tuple[str, int]) 
     if stdin_file:
         argv.append(f"<{stdin_file}")
     return argv
+
+
+def stored_result(path: Path, coturn: Coturn) -> None:
+    """A results file holding the docs' reference K7F-29Q: the judgement of a page document
+    (tests/test_testpage.py's, UDP blocked) beside no server-side check."""
+    import sqlite3
+
+    from tests.test_testpage import page_document
+    from turncheck.serve.store import Store
+    from turncheck.usertest import browser_of, judge, parse_page
+
+    config = {
+        "profile": "app",
+        "token": "-",
+        "iceServers": [
+            {
+                "urls": [
+                    f"turn:localhost:{coturn.port}",
+                    f"turn:localhost:{coturn.port}?transport=tcp",
+                ]
+            }
+        ],
+    }
+    page = parse_page(page_document(config, udp_works=False))
+    browser = browser_of(page.user_agent)
+    judgement = judge(page, (), browser.name, browser.engine)
+    store = Store(str(path))
+    store.close()
+    record = {
+        "profile": "app",
+        "browser": browser.to_json(),
+        "page": page.to_json(),
+        "server_side": {"at": 0, "ok": False, "verdict": "not checked", "checks": []},
+        "judgement": judgement.to_json(),
+    }
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                "K7F-29Q",
+                "app",
+                1.8e9,
+                browser.name,
+                int(judgement.ok),
+                judgement.verdict,
+                judgement.cause,
+                json.dumps(record),
+            ),
+        )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -143,6 +199,7 @@ def test_readme_example_runs(
     )
     for name in ("alice.cred", "ca.pem", "turn-secret"):
         (tmp_path / name).write_text("x\n")
+    stored_result(tmp_path / "results.sqlite", coturn)
     with udp_echo_peer() as peer:
         argv = _rewrite(command, coturn, rest, peer)
         stdin = None

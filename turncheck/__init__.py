@@ -8,7 +8,8 @@ is there only to keep start-up fast, and it points down.
 
     edges       entry, __main__   the console entry point; installs the signal handlers
                 cli/              one module per command: options in, renderer and exit code out
-                serve/            the exporter (aiohttp): modules, /probe, /metrics
+                serve/            the exporter (aiohttp): modules, /probe, /metrics; test
+                                  pages (/test/NAME) and their stored results
                 render/           table, JSON, JUnit, Prometheus, Nagios, load, nat, diagnose
                 dumps/            webrtc-internals dumps read and judged
                 output, trace     atomic --output files; the -v packet trace
@@ -31,6 +32,7 @@ is there only to keep start-up fast, and it points down.
                 browser, firefox  what Chromium and Firefox do with a configuration
                 explain           every failure in words: reason and hint; verdicts
                 plan, require     URL × transport targets; --require gates
+                usertest          what the test page measured in a user's browser, judged
       │
     values      results           CheckResult, Candidate, RelayResult, Explanation, NatVerdict
                 urls, errors      ICE URLs and addresses; the typed errors

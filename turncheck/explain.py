@@ -900,3 +900,44 @@ def run_advice(
     for url, reason in view.skipped:
         out.append(f"{url}: {reason}")
     return tuple(out)
+
+
+def candidate_error(url: str, code: int, text: str) -> tuple[str, str]:
+    """(reason, hint) for one icecandidateerror a browser fired (webrtc-internals dumps, the
+    test page): its url, errorCode and errorText in turncheck's words."""
+    from turncheck import browser
+
+    lowered = text.lower()
+    server = "TURN" if url.startswith("turn") else "STUN"
+    if code == 701 and "host lookup" in lowered:
+        return (
+            f"the browser could not look up the {server} server's name",
+            "check the DNS name; over UDP Chromium looks the name up as an absolute name, so "
+            "an /etc/hosts entry does not count",
+        )
+    if code == 701 and "timed out" in lowered:
+        return (
+            f"no answer from the {server} server over UDP (Chromium waits about 40 s): UDP is "
+            "blocked on the user's network, or the server is down",
+            "offer TURN over TCP and TLS too (turn:host:3478?transport=tcp, "
+            "turns:host:443?transport=tcp); turncheck probe on the URL tells which",
+        )
+    if code == 701 and text.startswith(browser.TEXT_CONNECT):
+        return (
+            "could not connect to the TURN server over TCP/TLS: refused, unreachable, or its "
+            "TLS certificate was refused (Chromium says the same for all of these)",
+            "run turncheck probe on the URL: it names which, and what is wrong with the "
+            "certificate",
+        )
+    if code == 401:
+        return (
+            "the app's TURN credentials are wrong or expired (the server refused them)",
+            "check the app's credentials endpoint or its TURN REST shared secret and clocks "
+            "(turncheck probe --ice-servers-url URL fetches them the way the app does)",
+        )
+    if code in STUN_CODES:
+        return STUN_CODES[code]
+    return (
+        f"the {server} server failed: {code} {text}".strip(),
+        "run turncheck probe on the URL from the user's network",
+    )

@@ -38,9 +38,12 @@ __all__ = [
     "construct",
     "gather",
     "netns_etc",
+    "open_test_page",
     "relay_protocol",
     "require_chromium",
+    "require_firefox",
     "run_chromium",
+    "run_firefox",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +51,9 @@ NETNS_ETC = Path("/etc/netns")
 # Driver start-up (Python, Playwright's node driver, Chromium) measured at about
 # 1-2 s here; the rest of the default timeout is slack for a loaded 2-core machine.
 START_SLACK_S = 40.0
+# A page run: browser start (1-3 s) and the end screenshots come out of open_test_page's
+# timeout, the rest bounds the wait for the page's "done".
+PAGE_START_SLACK_S = 15.0
 _NS_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -193,6 +199,64 @@ def netns_etc(
                 pass
 
 
+def require_firefox(*, ca: bool = False) -> str:
+    """The Firefox executable; skip (fail under TURNCHECK_REQUIRE_LAB=1) when it, the
+    ``websockets`` package, or (with *ca*) ``certutil`` is missing."""
+    from tests.browser.firefox_driver import FIREFOX
+
+    if not (os.path.isfile(FIREFOX) and os.access(FIREFOX, os.X_OK)):
+        lab_unavailable(f"Firefox not found at {FIREFOX} (apt-get install firefox-esr)")
+    if ca and shutil.which("certutil") is None:
+        lab_unavailable("'certutil' not found on PATH (apt-get install libnss3-tools)")
+    if importlib.util.find_spec("websockets") is None:
+        lab_unavailable("python package 'websockets' is not installed (pip install -e '.[test]')")
+    return FIREFOX
+
+
+def open_test_page(
+    lab: Lab,
+    url: str,
+    *,
+    browser: str = "chromium",
+    ca_pem: str | os.PathLike[str] | None = None,
+    screenshots_dir: str | os.PathLike[str] | None = None,
+    widths: Sequence[int] = (390, 1280),
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Open turncheck serve's test page at *url* once in *browser* ("chromium" or
+    "firefox"), in *lab*'s client namespace, and watch it run to its end.
+
+    Returns ``{"state": window.turncheckState, "browser_version", "screenshots": {name:
+    path}, "timing": {..., "run_s": navigation to "done", "wall_s"}, "console": [...]}``.
+    With *screenshots_dir*, full-page PNGs named ``<browser>-<mid|end>-<phone|desktop>.png``
+    (mid: the first time the page runs past progress 0.3; end: done or error) at every
+    width of *widths* (the first one is the width the page opens at).  *timeout* bounds
+    the whole driver run.  Raises :class:`ChromiumError` when the driver fails; skips
+    (fails under TURNCHECK_REQUIRE_LAB=1) when the browser or its driver is missing."""
+    if browser == "chromium":
+        require_chromium(ca=ca_pem is not None)
+        module, name = "tests.browser.driver", "Chromium"
+    elif browser == "firefox":
+        require_firefox(ca=ca_pem is not None)
+        module, name = "tests.browser.firefox_driver", "Firefox"
+    else:
+        raise ValueError(f"browser must be 'chromium' or 'firefox', not {browser!r}")
+    spec = {
+        "mode": "page",
+        "url": url,
+        "ca_pem": str(ca_pem) if ca_pem is not None else None,
+        "widths": [int(w) for w in widths],
+        "screenshots_dir": str(screenshots_dir) if screenshots_dir is not None else None,
+        "screenshot_prefix": browser,
+        "wait_s": max(1.0, timeout - PAGE_START_SLACK_S),
+        "timeout_s": max(1.0, timeout - 5.0),
+    }
+    started = time.monotonic()
+    out, _ = _run_driver(lab, module, name, spec, timeout, None)
+    out.setdefault("timing", {})["wall_s"] = time.monotonic() - started
+    return out
+
+
 def run_firefox(
     lab: Lab,
     jobs: Sequence[Mapping[str, Any]],
@@ -204,14 +268,7 @@ def run_firefox(
     """tests/browser/firefox_driver.py once in *lab*'s client namespace with *jobs* (gather
     and construct jobs, as for Chromium); its OUT.json. Raises ChromiumError when it fails;
     skips (fails under TURNCHECK_REQUIRE_LAB=1) when firefox-esr or certutil is missing."""
-    from tests.browser.firefox_driver import FIREFOX
-
-    if not (os.path.isfile(FIREFOX) and os.access(FIREFOX, os.X_OK)):
-        lab_unavailable(f"Firefox not found at {FIREFOX} (apt-get install firefox-esr)")
-    if ca_pem is not None and shutil.which("certutil") is None:
-        lab_unavailable("'certutil' not found on PATH (apt-get install libnss3-tools)")
-    if importlib.util.find_spec("websockets") is None:
-        lab_unavailable("python package 'websockets' is not installed (pip install -e '.[test]')")
+    require_firefox(ca=ca_pem is not None)
     if timeout is None:
         timeout = cap_s + START_SLACK_S
     spec = {

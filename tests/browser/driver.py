@@ -46,6 +46,17 @@ OUT.json::
                       "errors": [...], "complete": bool, "elapsed_ms": float, ...}},
      "chromium": "156.0.8078.79", "getusermedia": {...}, "timing": {...}}
 
+"page" mode (``{"mode": "page", "url": "http://203.0.113.2:9731/test/lab", "widths":
+[390, 1280], "screenshots_dir": dir | null, "screenshot_prefix": "chromium", "wait_s": 45,
+"ca_pem": ..., "timeout_s": ...}``, no jobs) opens turncheck serve's test page once, at the
+first width, and polls its ``window.turncheckState``: once the page runs past progress 0.3
+it takes a full-page screenshot at every width (resizing the same page, so the test runs
+only once), again when the page is done (or failed); OUT.json is then ``{"state":
+turncheckState, "browser_version", "screenshots": {"mid-phone": path, ...}, "timing":
+{"launch_s", "load_s", "mid_at_s", "run_s", ...}, "console": [...]}``.  The page needs no
+getUserMedia: on a plain-http address it is no secure context, and Chromium gathers without
+host candidates, as a user's browser would.
+
 If the run goes over timeout_s, OUT.json gets ``{"results": {}, "fatal": "..."}``,
 every process this driver started is killed, and it exits with code 3.
 
@@ -654,13 +665,9 @@ def _run_call(
     return result
 
 
-def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
-
-    started = time.monotonic()
-    jobs = _check_jobs(spec.get("jobs", []))
-    calls = [j for j in jobs if j["kind"] == "call"]
-    cap_ms = float(spec.get("cap_s") or DEFAULT_CAP_S) * 1000.0
+def _launch(pw: Any, spec: dict[str, Any], workdir: Path) -> Any:
+    """Chromium with a fresh profile and HOME under *workdir* (the test CA trusted when
+    the spec names one), our flags, and the spec's extra switches: a persistent context."""
     executable = os.environ.get(CHROMIUM_ENV) or DEFAULT_CHROMIUM
     home = workdir / "home"
     profile = workdir / "profile"
@@ -676,6 +683,28 @@ def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
     }
+    return pw.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=executable,
+        headless=True,
+        args=[*CHROMIUM_FLAGS, *(str(a) for a in spec.get("args") or ())],
+        env=env,
+        timeout=LAUNCH_TIMEOUT_MS,
+        handle_sigint=False,
+        handle_sigterm=False,
+        handle_sighup=False,
+    )
+
+
+def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    if spec.get("mode") == "page":
+        return run_page(spec, workdir)
+    started = time.monotonic()
+    jobs = _check_jobs(spec.get("jobs", []))
+    calls = [j for j in jobs if j["kind"] == "call"]
+    cap_ms = float(spec.get("cap_s") or DEFAULT_CAP_S) * 1000.0
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2})
@@ -686,17 +715,7 @@ def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
         with sync_playwright() as pw:
             timing["playwright_s"] = time.monotonic() - started
             t = time.monotonic()
-            context = pw.chromium.launch_persistent_context(
-                str(profile),
-                executable_path=executable,
-                headless=True,
-                args=[*CHROMIUM_FLAGS, *(str(a) for a in spec.get("args") or ())],
-                env=env,
-                timeout=LAUNCH_TIMEOUT_MS,
-                handle_sigint=False,
-                handle_sigterm=False,
-                handle_sighup=False,
-            )
+            context = _launch(pw, spec, workdir)
             try:
                 timing["launch_s"] = time.monotonic() - t
                 version = context.browser.version if context.browser else ""
@@ -744,6 +763,131 @@ def run(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return out
 
 
+# -- "page" mode: open turncheck serve's test page and watch it run ---------------------
+
+# Shared with tests/browser/firefox_driver.py: when to take which screenshot, and how.
+PAGE_MID_PROGRESS = 0.3  # the mid-run screenshots: phase "running" and progress at least this
+PAGE_HEIGHTS = {"phone": 844, "desktop": 800}  # viewport heights by width class
+PAGE_POLL_S = 0.1
+PAGE_WAIT_S = 45.0  # default bound for the page to reach "done" or "error"
+PAGE_STATE_JS = "JSON.stringify(window.turncheckState === undefined ? null : window.turncheckState)"
+
+
+def page_width_names(widths: list[int]) -> dict[int, str]:
+    """390 → "phone", 1280 → "desktop" (below 768 px is a phone); the width itself when
+    two widths fall in one class."""
+    names = {w: "phone" if w < 768 else "desktop" for w in widths}
+    if len(set(names.values())) < len(names):
+        names = {w: f"w{w}" for w in widths}
+    return names
+
+
+def page_viewport(width: int) -> dict[str, int]:
+    return {"width": width, "height": PAGE_HEIGHTS["phone" if width < 768 else "desktop"]}
+
+
+def page_moment(state: Any) -> str | None:
+    """The moment for screenshots: "end" once the page is done (or failed), "mid" while
+    it runs past PAGE_MID_PROGRESS, else None."""
+    if not isinstance(state, dict):
+        return None
+    if state.get("phase") in ("done", "error"):
+        return "end"
+    if state.get("phase") == "running" and float(state.get("progress") or 0) >= PAGE_MID_PROGRESS:
+        return "mid"
+    return None
+
+
+def page_spec(spec: dict[str, Any]) -> tuple[str, list[int], Path | None, str, float]:
+    """(url, widths, screenshots dir or None, file name prefix, wait bound) of a page spec."""
+    url = spec.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"IN.json: page mode needs an http(s) 'url', not {url!r}")
+    widths = [int(w) for w in spec.get("widths") or (390, 1280)]
+    shots = Path(spec["screenshots_dir"]) if spec.get("screenshots_dir") else None
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+    prefix = str(spec.get("screenshot_prefix") or "page")
+    return url, widths, shots, prefix, float(spec.get("wait_s") or PAGE_WAIT_S)
+
+
+def run_page(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Open the test page once at the first width, screenshot it mid-run and at the end
+    at every width (resizing the one page: the test runs once), and return its
+    ``window.turncheckState``."""
+    from playwright.sync_api import sync_playwright
+
+    started = time.monotonic()
+    url, widths, shots, prefix, wait_s = page_spec(spec)
+    names = page_width_names(widths)
+    timing: dict[str, float] = {}
+    console: list[str] = []
+    screenshots: dict[str, str] = {}
+    with sync_playwright() as pw:
+        t = time.monotonic()
+        context = _launch(pw, spec, workdir)
+        try:
+            timing["launch_s"] = time.monotonic() - t
+            version = context.browser.version if context.browser else ""
+            page = context.pages[0] if context.pages else context.new_page()
+            page.on("console", lambda msg: console.append(f"console.{msg.type}: {msg.text}"))
+            page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
+            page.set_viewport_size(page_viewport(widths[0]))
+
+            def state() -> Any:
+                return json.loads(page.evaluate(f"() => {PAGE_STATE_JS}"))
+
+            def shoot(moment: str) -> None:
+                t = time.monotonic()
+                for width in widths:
+                    page.set_viewport_size(page_viewport(width))
+                    page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+                    if shots is not None:
+                        path = shots / f"{prefix}-{moment}-{names[width]}.png"
+                        page.screenshot(path=str(path), full_page=True, timeout=10_000)
+                        screenshots[f"{moment}-{names[width]}"] = str(path)
+                page.set_viewport_size(page_viewport(widths[0]))
+                timing[f"{moment}_screenshots_s"] = time.monotonic() - t
+
+            opened = time.monotonic()
+            page.goto(url, wait_until="domcontentloaded", timeout=15_000)
+            timing["load_s"] = time.monotonic() - opened
+            deadline = opened + wait_s
+            current: Any = None
+            moment = None
+            while time.monotonic() < deadline:  # bounded by wait_s
+                current = state()
+                moment = page_moment(current)
+                if moment is not None:
+                    break
+                time.sleep(PAGE_POLL_S)
+            if moment == "mid":
+                timing["mid_at_s"] = time.monotonic() - opened
+                shoot("mid")
+                while time.monotonic() < deadline:
+                    current = state()
+                    moment = page_moment(current)
+                    if moment == "end":
+                        break
+                    time.sleep(PAGE_POLL_S)
+            if moment == "end":
+                timing["run_s"] = time.monotonic() - opened
+                shoot("end")
+                current = state()
+        finally:
+            t = time.monotonic()
+            context.close()
+            timing["close_s"] = time.monotonic() - t
+    timing["total_s"] = time.monotonic() - started
+    return {
+        "state": current,
+        "browser_version": version,
+        "screenshots": screenshots,
+        "timing": timing,
+        "console": console,
+    }
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m tests.browser.driver IN.json OUT.json", file=sys.stderr)
@@ -756,6 +900,8 @@ def main(argv: list[str]) -> int:
         for j in spec.get("jobs") or ()
         if isinstance(j, dict) and j.get("kind") == "call"
     )
+    if spec.get("mode") == "page":
+        call_s = float(spec.get("wait_s") or PAGE_WAIT_S)
     timeout_s = float(spec.get("timeout_s") or cap_s + 45.0 + call_s)
 
     workdir = Path(tempfile.mkdtemp(prefix="turncheck-chromium-"))

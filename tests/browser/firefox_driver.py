@@ -9,6 +9,11 @@ IN.json: {"ca_pem": path | null, "cap_s": 14.0, "timeout_s": 60.0,
 OUT.json: {"results": {id: {"error", "candidates", "errors", "relay_protocols", ...}},
            "firefox": "153.8.0esr", "timing": {...}}  (or {"results": {}, "fatal": "..."})
 
+"page" mode: ``{"mode": "page", "url", "widths", "screenshots_dir", "screenshot_prefix",
+"wait_s", "ca_pem", "timeout_s"}`` opens turncheck serve's test page and returns what
+tests/browser/driver.py's page mode returns (``state``, ``browser_version``,
+``screenshots``, ``timing``, ``console``: the page's log.entryAdded events).
+
 Firefox gets a fresh profile: the prefs below (camera and microphone granted, fake
 devices, host addresses not obfuscated, and every background service off: telemetry,
 updates, safebrowsing, captive portal, connectivity checks, remote settings, normandy,
@@ -21,6 +26,7 @@ nothing is downloaded. Every process it starts is killed when it ends.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import http.server
 import json
@@ -191,17 +197,24 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 
 class Bidi:
-    """A minimal WebDriver BiDi client: commands and their results, events ignored."""
+    """A minimal WebDriver BiDi client: commands and their results; of the events, only
+    log.entryAdded is kept (the page's console and errors, when subscribed to)."""
+
+    MAX_LOG = 200
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.next_id = 0
+        self.log: list[str] = []
 
     async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         self.next_id += 1
         await self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         for _ in range(100_000):  # bounded: events in between are skipped
             message = json.loads(await self.ws.recv())
+            if message.get("method") == "log.entryAdded" and len(self.log) < self.MAX_LOG:
+                entry = message.get("params") or {}
+                self.log.append(f"{entry.get('type')}.{entry.get('level')}: {entry.get('text')}")
             if message.get("id") == self.next_id:
                 if message.get("type") == "error":
                     raise RuntimeError(
@@ -211,19 +224,21 @@ class Bidi:
         raise RuntimeError(f"{method}: no answer")
 
 
-async def _drive(port: int, page: str, jobs: list[dict[str, Any]], cap_s: float) -> dict[str, Any]:
+async def _connect(port: int) -> Any:
+    """The BiDi websocket of the Firefox on *port* (it takes 1-3 s to open)."""
     import websockets
 
     url = f"ws://127.0.0.1:{port}/session"
-    ws = None
     for _ in range(300):  # up to 30 s for Firefox to open its BiDi port
         try:
-            ws = await websockets.connect(url, max_size=None, open_timeout=2)
-            break
+            return await websockets.connect(url, max_size=None, open_timeout=2)
         except (TimeoutError, OSError, websockets.exceptions.WebSocketException):
             await asyncio.sleep(0.1)
-    if ws is None:
-        raise RuntimeError("Firefox's WebDriver BiDi port never opened")
+    raise RuntimeError("Firefox's WebDriver BiDi port never opened")
+
+
+async def _drive(port: int, page: str, jobs: list[dict[str, Any]], cap_s: float) -> dict[str, Any]:
+    ws = await _connect(port)
     async with ws:
         bidi = Bidi(ws)
         session = await bidi.call("session.new", {"capabilities": {}})
@@ -243,6 +258,105 @@ async def _drive(port: int, page: str, jobs: list[dict[str, Any]], cap_s: float)
         with contextlib.suppress(Exception):
             await bidi.call("session.end", {})
         return {"results": json.loads(value), "session": session.get("capabilities", {})}
+
+
+async def _drive_page(port: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """The "page" mode (as in tests/browser/driver.py): open the test page once, screenshot it
+    mid-run and at the end at every width, return its window.turncheckState."""
+    from tests.browser.driver import (
+        PAGE_POLL_S,
+        PAGE_STATE_JS,
+        page_moment,
+        page_spec,
+        page_viewport,
+        page_width_names,
+    )
+
+    url, widths, shots, prefix, wait_s = page_spec(spec)
+    names = page_width_names(widths)
+    timing: dict[str, float] = {}
+    screenshots: dict[str, str] = {}
+    started = time.monotonic()
+    ws = await _connect(port)
+    async with ws:
+        bidi = Bidi(ws)
+        session = await bidi.call("session.new", {"capabilities": {}})
+        timing["launch_s"] = time.monotonic() - started  # Firefox started, BiDi session open
+        await bidi.call("session.subscribe", {"events": ["log.entryAdded"]})
+        tree = await bidi.call("browsingContext.getTree", {})
+        context = tree["contexts"][0]["context"]
+
+        async def evaluate(expression: str) -> Any:
+            result = await bidi.call(
+                "script.evaluate",
+                {"expression": expression, "target": {"context": context}, "awaitPromise": True},
+            )
+            if result.get("type") == "exception":
+                raise RuntimeError(f"the page threw: {result.get('exceptionDetails')}")
+            return result["result"].get("value")
+
+        async def resize(width: int) -> None:
+            await bidi.call(
+                "browsingContext.setViewport",
+                {"context": context, "viewport": page_viewport(width)},
+            )
+
+        async def state() -> Any:
+            return json.loads(await evaluate(PAGE_STATE_JS))
+
+        async def shoot(moment: str) -> None:
+            t = time.monotonic()
+            for width in widths:
+                await resize(width)
+                await evaluate("new Promise(r => requestAnimationFrame(() => r()))")
+                if shots is not None:
+                    shot = await bidi.call(
+                        "browsingContext.captureScreenshot",
+                        {"context": context, "origin": "document"},
+                    )
+                    path = shots / f"{prefix}-{moment}-{names[width]}.png"
+                    path.write_bytes(base64.b64decode(shot["data"]))
+                    screenshots[f"{moment}-{names[width]}"] = str(path)
+            await resize(widths[0])
+            timing[f"{moment}_screenshots_s"] = time.monotonic() - t
+
+        await resize(widths[0])
+        opened = time.monotonic()
+        await bidi.call(
+            "browsingContext.navigate", {"context": context, "url": url, "wait": "interactive"}
+        )
+        timing["load_s"] = time.monotonic() - opened
+        deadline = opened + wait_s
+        current: Any = None
+        moment = None
+        while time.monotonic() < deadline:  # bounded by wait_s
+            current = await state()
+            moment = page_moment(current)
+            if moment is not None:
+                break
+            await asyncio.sleep(PAGE_POLL_S)
+        if moment == "mid":
+            timing["mid_at_s"] = time.monotonic() - opened
+            await shoot("mid")
+            while time.monotonic() < deadline:
+                current = await state()
+                moment = page_moment(current)
+                if moment == "end":
+                    break
+                await asyncio.sleep(PAGE_POLL_S)
+        if moment == "end":
+            timing["run_s"] = time.monotonic() - opened
+            await shoot("end")
+            current = await state()
+        with contextlib.suppress(Exception):
+            await bidi.call("session.end", {})
+    return {
+        "state": current,
+        "browser_version": session.get("capabilities", {}).get("browserVersion"),
+        "screenshots": screenshots,
+        "timing": timing,
+        "console": bidi.log,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -284,13 +398,17 @@ def main(argv: list[str]) -> int:
             env=env,
             start_new_session=True,
         )
-        page = f"http://127.0.0.1:{server.server_address[1]}/"
-        driven = asyncio.run(
-            asyncio.wait_for(_drive(port, page, spec["jobs"], cap_s), max(1.0, timeout - 3))
-        )
-        out["results"] = driven["results"]
-        out["firefox"] = driven["session"].get("browserVersion")
-        out["timing"] = {"driver_s": time.monotonic() - began}
+        if spec.get("mode") == "page":
+            out = asyncio.run(asyncio.wait_for(_drive_page(port, spec), max(1.0, timeout - 3)))
+            out["timing"]["total_s"] = time.monotonic() - began
+        else:
+            page = f"http://127.0.0.1:{server.server_address[1]}/"
+            driven = asyncio.run(
+                asyncio.wait_for(_drive(port, page, spec["jobs"], cap_s), max(1.0, timeout - 3))
+            )
+            out["results"] = driven["results"]
+            out["firefox"] = driven["session"].get("browserVersion")
+            out["timing"] = {"driver_s": time.monotonic() - began}
         code = 0
     except Exception as exc:
         log = home / "firefox.log"

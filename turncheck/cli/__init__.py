@@ -59,6 +59,7 @@ from turncheck.cli import diagnose as _diagnose  # noqa: E402,F401
 from turncheck.cli import load as _load  # noqa: E402,F401
 from turncheck.cli import nat as _nat  # noqa: E402,F401
 from turncheck.cli import probe as _probe  # noqa: E402,F401
+from turncheck.cli import results as _results  # noqa: E402,F401
 from turncheck.cli import serve as _serve  # noqa: E402,F401
 
 

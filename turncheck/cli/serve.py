@@ -28,23 +28,36 @@ def serve(
             "--drain", help="Seconds shutdown lets probes in flight finish.", metavar="SECONDS"
         ),
     ] = 10.0,
+    admin_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-listen",
+            help="A second address where the status page lists test results (/results).",
+            metavar="HOST:PORT",
+        ),
+    ] = None,
     check_config: Annotated[
         bool, typer.Option("--check-config", help="Validate the config and exit.")
     ] = False,
 ) -> None:
-    """Prometheus exporter: GET /probe?module=NAME&target=ICE-URL, as blackbox_exporter."""
+    """Prometheus exporter (GET /probe?module=NAME&target=ICE-URL) and test pages (/test/NAME)."""
     from turncheck import signals
     from turncheck.serve.config import load_config
 
     loaded = load_config(config)
     host, port = _listen(listen)
+    admin = _listen(admin_listen) if admin_listen is not None else None
+    if admin is not None and admin[1] == port:
+        raise InputError(f"--admin-listen {admin_listen}: use another port than --listen")
     if check_config:
         print(f"{config}: {len(loaded.modules)} modules: {', '.join(sorted(loaded.modules))}")
+        if loaded.tests:
+            print(f"{config}: {len(loaded.tests)} test pages: {', '.join(sorted(loaded.tests))}")
         raise typer.Exit(0)
     from turncheck.serve.app import serve as run_server
 
     try:
-        signals.run(run_server(loaded, host, port, drain))
+        signals.run(run_server(loaded, host, port, drain, admin))
     except OSError as exc:
         raise InputError(f"--listen {listen}: cannot listen there ({exc.strerror})") from None
 

@@ -1,6 +1,8 @@
-"""Read a chrome://webrtc-internals dump ("Download the PeerConnection updates and stats data").
+"""Read a chrome://webrtc-internals dump ("Download the PeerConnection updates and stats data"),
+or an rtcstats dump (turncheck.dumps.rtcstats turns one into the webrtc-internals document
+it stands for; its records say format "rtcstats").
 
-Two formats are in the wild:
+Two webrtc-internals formats are in the wild:
 
 - current Chromium: "PeerConnections" → {"<pid>-<lid>": {"rtcConfiguration": "<JSON text>",
   "updateLog": [{"type", "value", "timestamp"}], "stats": {...}, "url"}}; candidate and
@@ -19,10 +21,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from turncheck.dumps.rtcstats import as_internals, looks_like_rtcstats
 from turncheck.errors import InputError
+from turncheck.usertest import BrowserName, browser_of
 
 MAX_BYTES = 512 * 1024 * 1024  # a dump of hours of stats stays far below this
 
@@ -91,7 +95,7 @@ class PeerConnectionRecord:
     errors: tuple[ErrorRecord, ...] = ()
     states: tuple[StateRecord, ...] = ()
     selected: SelectedPair | None = None
-    format: str = "current"  # current | older
+    format: str = "current"  # current | older | rtcstats
     closed: bool = False
 
     @property
@@ -117,37 +121,7 @@ class _Builder:
     closed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class DumpBrowser:
-    """The browser that wrote the dump, from its UserAgent: its name and version, and the
-    engine whose rules explain it (None: an engine turncheck has no model of)."""
-
-    user_agent: str
-    name: str
-    engine: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"user_agent": self.user_agent, "name": self.name, "engine": self.engine}
-
-
-# Order matters: Edge and Opera also say Chrome/, Chrome also says Safari/.
-_BROWSERS = (
-    (re.compile(r"Firefox/(\d+)"), "Firefox", "firefox"),
-    (re.compile(r"Edg(?:e|A|iOS)?/(\d+)"), "Edge", "chromium"),
-    (re.compile(r"OPR/(\d+)"), "Opera", "chromium"),
-    (re.compile(r"(?:Headless)?Chrome/(\d+)"), "Chrome", "chromium"),
-    (re.compile(r"Version/(\d+)[\d.]* .*Safari/"), "Safari", None),
-)
-
-
-def browser_of(user_agent: str) -> DumpBrowser:
-    """Which browser a UserAgent names (webrtc-internals is Chromium's: Chrome, Edge, Opera,
-    Brave, … write these dumps; Firefox has about:webrtc instead)."""
-    for pattern, name, engine in _BROWSERS:
-        match = pattern.search(user_agent)
-        if match:
-            return DumpBrowser(user_agent, f"{name} {match.group(1)}", engine)
-    return DumpBrowser(user_agent, "an unknown browser", None)
+DumpBrowser = BrowserName  # the browser that wrote a dump (usertest.browser_of)
 
 
 def read_dump(data: bytes, name: str) -> list[PeerConnectionRecord]:
@@ -169,6 +143,9 @@ def read(data: bytes, name: str) -> tuple[list[PeerConnectionRecord], DumpBrowse
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{name}: not text: a webrtc-internals dump is a JSON file") from None
+    if looks_like_rtcstats(text):
+        records, agent = _records(as_internals(text, name))
+        return [replace(r, format="rtcstats") for r in records], agent
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -176,7 +153,8 @@ def read(data: bytes, name: str) -> tuple[list[PeerConnectionRecord], DumpBrowse
         what = "truncated JSON (the download stopped early?)" if truncated else "invalid JSON"
         raise InputError(
             f"{name}: {what} at line {exc.lineno}, column {exc.colno}: expected a "
-            "webrtc-internals dump (chrome://webrtc-internals → Create a dump → Download)"
+            "webrtc-internals dump (chrome://webrtc-internals → Create a dump → Download) "
+            "or an rtcstats dump"
         ) from None
     except (ValueError, RecursionError):
         raise InputError(f"{name}: unusable JSON: expected a webrtc-internals dump") from None
@@ -191,6 +169,11 @@ def read(data: bytes, name: str) -> tuple[list[PeerConnectionRecord], DumpBrowse
             f"{name}: a webrtc-internals dump with no peer connections: keep "
             "chrome://webrtc-internals open while the call is made, then download the dump"
         )
+    return _records(document)
+
+
+def _records(document: dict[str, Any]) -> tuple[list[PeerConnectionRecord], DumpBrowser | None]:
+    connections = document["PeerConnections"]
     records = [
         _connection(str(key), value)
         for key, value in connections.items()

@@ -20,43 +20,9 @@ _LOCAL_KIND = {
 
 def translate(error: ErrorRecord) -> tuple[str, str]:
     """(reason, hint) for one icecandidateerror."""
-    from turncheck import browser
-    from turncheck.explain import STUN_CODES
+    from turncheck.explain import candidate_error
 
-    text = error.text.lower()
-    server = "TURN" if error.url.startswith("turn") else "STUN"
-    if error.code == 701 and "host lookup" in text:
-        return (
-            f"the browser could not look up the {server} server's name",
-            "check the DNS name; over UDP Chromium looks the name up as an absolute name, so "
-            "an /etc/hosts entry does not count",
-        )
-    if error.code == 701 and "timed out" in text:
-        return (
-            f"no answer from the {server} server over UDP (Chromium waits about 40 s): UDP is "
-            "blocked on the user's network, or the server is down",
-            "offer TURN over TCP and TLS too (turn:host:3478?transport=tcp, "
-            "turns:host:443?transport=tcp); turncheck probe on the URL tells which",
-        )
-    if error.code == 701 and error.text.startswith(browser.TEXT_CONNECT):
-        return (
-            "could not connect to the TURN server over TCP/TLS: refused, unreachable, or its "
-            "TLS certificate was refused (Chromium says the same for all of these)",
-            "run turncheck probe on the URL: it names which, and what is wrong with the "
-            "certificate",
-        )
-    if error.code == 401:
-        return (
-            "the app's TURN credentials are wrong or expired (the server refused them)",
-            "check the app's credentials endpoint or its TURN REST shared secret and clocks "
-            "(turncheck probe --ice-servers-url URL fetches them the way the app does)",
-        )
-    if error.code in STUN_CODES:
-        return STUN_CODES[error.code]
-    return (
-        f"the {server} server failed: {error.code} {error.text}".strip(),
-        "run turncheck probe on the URL from the user's network",
-    )
+    return candidate_error(error.url, error.code, error.text)
 
 
 def verdict(record: PeerConnectionRecord) -> str:
@@ -86,7 +52,12 @@ def verdict(record: PeerConnectionRecord) -> str:
             )
         return text + f"; TURN relays were gathered too (over {', '.join(relays)})"
     policy = " (iceTransportPolicy relay)" if record.ice_transport_policy == "relay" else ""
-    if not relays and turn_urls and not record.errors:
+    if not relays and turn_urls and not record.errors and record.format == "rtcstats":
+        cause = (
+            f"; {', '.join(turn_urls)} gave no relay candidate, and rtcstats dumps do not "
+            "record icecandidateerror events: turncheck diagnose --probe checks the servers"
+        )
+    elif not relays and turn_urls and not record.errors:
         cause = (
             f"; {', '.join(turn_urls)} gave neither a candidate nor an error: over UDP Chromium "
             "reports a timeout only after about 40 s (the server is down, or UDP is blocked)"

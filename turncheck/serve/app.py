@@ -59,6 +59,7 @@ class Exporter:
     in_flight: set[asyncio.Task[Any]] = field(default_factory=set)
     slots: asyncio.Semaphore | None = None
     metrics: Any = None
+    admin_port: int | None = None  # --admin-listen: results are read there
 
     def __post_init__(self) -> None:
         from turncheck.serve.metrics import ExporterMetrics
@@ -109,18 +110,11 @@ async def _options(module: Module, target: str, budget: float) -> Any:
         source = "the module's credentials" if credentials else "none"
         entries = command_line_entries([target], credentials, source)
     if module.ice_servers_url:
-        from turncheck.icefetch import FetchSpec, fetch
+        from turncheck.icefetch import fetch
         from turncheck.plan import entries_from
+        from turncheck.serve.config import fetch_spec
 
-        spec = FetchSpec(
-            url=module.ice_servers_url,
-            method=module.fetch_method.upper(),
-            body=module.fetch_body,
-            bearer_file=module.fetch_bearer_file,
-            bearer_env=module.fetch_bearer_env,
-            ca_file=module.ca_file,
-            timeout=min(5.0, budget / 3),
-        )
+        spec = fetch_spec(module, timeout=min(5.0, budget / 3))
         entries += entries_from((await fetch(spec)).servers)
     timeout = max(0.2, min(module.timeout, (budget - 2.5) / 2))
     relay = (
@@ -251,6 +245,8 @@ async def reload_handler(request: web.Request) -> web.Response:
 
 
 async def index_handler(request: web.Request) -> web.Response:
+    from turncheck.serve.testpage import results_section
+
     exporter: Exporter = request.app["exporter"]
     rows = []
     for r in exporter.recent:
@@ -270,7 +266,11 @@ async def index_handler(request: web.Request) -> web.Response:
         "the exporter's own metrics are at <a href='/metrics'>/metrics</a>.</p>"
         "<h2>Recent probes</h2><table border='1' cellpadding='4'>"
         "<tr><th>when</th><th>module</th><th>target</th><th>result</th><th>took</th>"
-        "<th>verdict</th></tr>" + "".join(rows) + "</table></body></html>"
+        "<th>verdict</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + results_section(request)
+        + "</body></html>"
     )
     return web.Response(text=page, content_type="text/html")
 
@@ -283,10 +283,20 @@ def make_app(exporter: Exporter) -> web.Application:
     app.router.add_get("/-/healthy", healthy_handler)
     app.router.add_post("/-/reload", reload_handler)
     app.router.add_get("/", index_handler)
+    if exporter.config.tests:
+        from turncheck.serve.testpage import add_routes
+
+        add_routes(app, exporter)
     return app
 
 
-async def serve(config: ServeConfig, host: str, port: int, drain: float = 10.0) -> None:
+async def serve(
+    config: ServeConfig,
+    host: str,
+    port: int,
+    drain: float = 10.0,
+    admin: tuple[str, int] | None = None,
+) -> None:
     """Serve until SIGTERM/SIGINT; SIGHUP reloads. Shutdown stops accepting, lets in-flight
     probes finish for up to `drain` seconds, then cancels them (their allocations are
     deleted by their own clean-up)."""
@@ -295,12 +305,17 @@ async def serve(config: ServeConfig, host: str, port: int, drain: float = 10.0) 
     from turncheck import turn
 
     exporter = Exporter(config)
+    exporter.admin_port = admin[1] if admin is not None else None
     observer = exporter.metrics.allocation_event
     turn.observers.append(observer)
     runner = web.AppRunner(make_app(exporter), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
+    sites = [site]
+    if admin is not None:
+        sites.append(web.TCPSite(runner, admin[0], admin[1], reuse_address=True))
+        await sites[-1].start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # The process's own handlers (signals.py) come back after the drain: a second SIGTERM
@@ -309,10 +324,13 @@ async def serve(config: ServeConfig, host: str, port: int, drain: float = 10.0) 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, exporter.reload)
+    pages = f", {len(config.tests)} test pages" if config.tests else ""
     exporter.log(
         f"turncheck serve: listening on http://{host}:{port} "
-        f"({len(config.modules)} modules from {config.path})"
+        f"({len(config.modules)} modules{pages} from {config.path})"
     )
+    if admin is not None:
+        exporter.log(f"turncheck serve: results are read on http://{admin[0]}:{admin[1]}/")
     try:
         await stop.wait()
     finally:
@@ -321,7 +339,8 @@ async def serve(config: ServeConfig, host: str, port: int, drain: float = 10.0) 
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, handler)
-        await site.stop()
+        for each in sites:
+            await each.stop()
         pending = set(exporter.in_flight)
         if pending:
             _, still = await asyncio.wait(pending, timeout=drain)

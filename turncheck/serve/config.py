@@ -17,12 +17,14 @@ Every error names the file and line: `turncheck.yml:7: module 'staging': unknown
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from turncheck.config import Credentials, read_secret, rest_credentials
 from turncheck.errors import InputError
+from turncheck.icefetch import FetchSpec
 
 MODULE_KEYS = {
     "username": "TURN username",
@@ -51,6 +53,29 @@ MODULE_KEYS = {
     "dns_server": "IP[:PORT] for every DNS query",
 }
 LIMIT_KEYS = {"max_concurrent", "queue_timeout"}
+# A test page (GET /test/NAME): the ICE servers a user's browser tests, and what is kept.
+TEST_KEYS = {
+    "title": "a line the page shows under its heading",
+    "ice_servers": "an iceServers list (urls, username, credential_file or credential_env)",
+    "urls": "ICE URLs, with secret_file: credentials minted per page load",
+    "secret_file": "a TURN REST shared-secret file (coturn static-auth-secret)",
+    "rest_user": "the user part of minted REST usernames",
+    "ttl": "lifetime of credentials minted for the page, seconds (default 300)",
+    "ice_servers_url": "fetch iceServers the way the app does, per page load, server-side",
+    "fetch_method": "GET, POST or PUT for ice_servers_url",
+    "fetch_body": "JSON body for ice_servers_url",
+    "fetch_bearer_file": "a file holding the bearer token for ice_servers_url",
+    "fetch_bearer_env": "an environment variable holding the bearer token",
+    "ca_file": "extra CA certificates (PEM) for serve's own probe and fetch",
+    "dns_server": "IP[:PORT] for serve's own probe",
+    "retention_days": "how long results are kept (default 30)",
+    "max_results": "results kept for this profile, oldest dropped first (default 1000)",
+    "redact_public": "also redact the user's public addresses (host ones always are)",
+}
+RESULTS_KEYS = {
+    "path": "the SQLite file results are stored in",
+    "admin_token_file": "a file holding the token that reads results over HTTP",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +138,61 @@ class Module:
 
 
 @dataclass(frozen=True, slots=True)
+class PageServer:
+    """One entry of a test profile's iceServers: credentials are read when a page loads."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential_file: str | None = None
+    credential_env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TestProfile:
+    """A test page: which ICE servers the user's browser tests, and how results are kept."""
+
+    name: str
+    title: str | None = None
+    ice_servers: tuple[PageServer, ...] = ()
+    urls: tuple[str, ...] = ()
+    secret_file: str | None = None
+    rest_user: str | None = None
+    ttl: int = 300
+    ice_servers_url: str | None = None
+    fetch_method: str = "GET"
+    fetch_body: str | None = None
+    fetch_bearer_file: str | None = None
+    fetch_bearer_env: str | None = None
+    ca_file: str | None = None
+    dns_server: str | None = None
+    retention_days: float = 30.0
+    max_results: int = 1000
+    redact_public: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsStore:
+    """Where test-page results are kept, and the token that reads them over HTTP."""
+
+    path: str
+    admin_token_file: str | None = None
+
+    def admin_token(self) -> str | None:
+        """Read now (a rotated file is picked up); None: no token configured."""
+        if self.admin_token_file is None:
+            return None
+        return read_secret(self.admin_token_file, None)
+
+
+@dataclass(frozen=True, slots=True)
 class ServeConfig:
     path: str
     modules: dict[str, Module]
     max_concurrent: int = 8
     queue_timeout: float = 5.0  # seconds a probe may wait for a free slot (then 503)
     lines: dict[str, int] = field(default_factory=dict)  # module → line, for messages
+    tests: dict[str, TestProfile] = field(default_factory=dict)
+    results: ResultsStore | None = None
 
 
 def _node_value(node: Any) -> Any:
@@ -155,6 +229,8 @@ def load_config(path: str, text: str | None = None) -> ServeConfig:
     modules: dict[str, Module] = {}
     lines: dict[str, int] = {}
     limits: dict[str, Any] = {}
+    tests: dict[str, TestProfile] = {}
+    results: ResultsStore | None = None
     for key, line, value in top:
         if key == "modules":
             if not isinstance(value, list) or not value:
@@ -174,17 +250,165 @@ def load_config(path: str, text: str | None = None) -> ServeConfig:
                 if not isinstance(lvalue, int | float) or isinstance(lvalue, bool) or lvalue <= 0:
                     raise InputError(f"{path}:{lline}: '{lkey}' must be a number above 0")
                 limits[lkey] = lvalue
+        elif key == "tests":
+            if not isinstance(value, list) or not value:
+                raise InputError(f"{path}:{line}: 'tests' must map profile names to options")
+            for name, tline, options in value:
+                tests[str(name)] = _profile(path, str(name), tline, options)
+        elif key == "results":
+            results = _results(path, line, value)
         else:
-            raise InputError(f"{path}:{line}: unknown key '{key}' (known: modules, limits)")
-    if not modules:
-        raise InputError(f"{path}:1: no modules: define at least one under 'modules'")
+            raise InputError(
+                f"{path}:{line}: unknown key '{key}' (known: modules, tests, results, limits)"
+            )
+    if not modules and not tests:
+        raise InputError(
+            f"{path}:1: nothing to serve: define modules (for /probe) or tests (for /test/NAME)"
+        )
+    if tests and results is None:
+        raise InputError(
+            f"{path}:1: test pages need a 'results' section with the path of their SQLite file"
+        )
     return ServeConfig(
         path,
         modules,
         max_concurrent=int(limits.get("max_concurrent", 8)),
         queue_timeout=float(limits.get("queue_timeout", 5.0)),
         lines=lines,
+        tests=tests,
+        results=results,
     )
+
+
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _profile(path: str, name: str, line: int, options: Any) -> TestProfile:
+    where = f"{path}:{line}: test '{name}'"
+    if not _PROFILE_NAME.fullmatch(name) or name == "static":
+        raise InputError(f"{where}: a name is letters, digits, '.', '_' or '-' (not 'static')")
+    if not isinstance(options, list):
+        raise InputError(f"{where} must be a mapping of options")
+    values: dict[str, Any] = {}
+    for key, kline, value in options:
+        at = f"{path}:{kline}: test '{name}'"
+        if key not in TEST_KEYS:
+            raise InputError(f"{at}: unknown key '{key}' (known: {', '.join(TEST_KEYS)})")
+        if key == "ice_servers":
+            values[key] = _page_servers(at, value)
+        elif key == "urls":
+            words = [value] if isinstance(value, str) else value
+            if (
+                not isinstance(words, list)
+                or not words
+                or not all(isinstance(w, str) and w for w in words)
+            ):
+                raise InputError(f"{at}: urls must be an ICE URL or a list of them")
+            values[key] = tuple(words)
+        elif key == "retention_days":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InputError(f"{at}: retention_days must be a number of days above 0")
+            values[key] = float(value)
+        elif key == "max_results":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 100000:
+                raise InputError(f"{at}: max_results must be a whole number from 1 to 100000")
+            values[key] = value
+        elif key == "redact_public":
+            if not isinstance(value, bool):
+                raise InputError(f"{at}: redact_public must be true or false")
+            values[key] = value
+        elif key == "ttl":
+            if isinstance(value, bool) or not isinstance(value, int) or not 60 <= value <= 86400:
+                raise InputError(f"{at}: ttl must be 60 to 86400 seconds")
+            values[key] = value
+        else:
+            values[key] = _checked(at, key, value, ())
+    profile = TestProfile(name, **values)
+    sources = [k for k in ("ice_servers", "urls", "ice_servers_url") if k in values]
+    if len(sources) != 1:
+        raise InputError(
+            f"{where}: give one of ice_servers, urls (with secret_file) or ice_servers_url"
+        )
+    if (profile.secret_file is None) != (sources[0] != "urls"):
+        raise InputError(f"{where}: urls go with secret_file, and secret_file with urls")
+    for key in ("secret_file", "ca_file", "fetch_bearer_file"):
+        value = values.get(key)
+        if value is not None and not Path(value).is_file():
+            raise InputError(f"{where}: {key} {value}: no such file")
+    from turncheck.browser import parse_ice_url
+
+    for url in (*profile.urls, *(u for s in profile.ice_servers for u in s.urls)):
+        try:
+            parse_ice_url(url)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+    return profile
+
+
+def _page_servers(where: str, value: Any) -> tuple[PageServer, ...]:
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{where}: ice_servers must be a list of servers")
+    out = []
+    for i, entry in enumerate(value):
+        at = f"{where}: ice_servers[{i}]"
+        if not isinstance(entry, list):
+            raise InputError(f"{at} must be a mapping with urls")
+        fields = {k: v for k, _, v in entry}
+        for key in fields:
+            if key in ("credential", "password"):
+                raise InputError(f"{at}: put the password in credential_file or credential_env")
+            if key not in ("urls", "username", "credential_file", "credential_env"):
+                raise InputError(
+                    f"{at}: unknown key '{key}' (known: urls, username, credential_file, "
+                    "credential_env)"
+                )
+        urls = fields.get("urls")
+        words = [urls] if isinstance(urls, str) else urls
+        if (
+            not isinstance(words, list)
+            or not words
+            or not all(isinstance(w, str) and w for w in words)
+        ):
+            raise InputError(f"{at}: urls must be an ICE URL or a list of them")
+        for key in ("username", "credential_file", "credential_env"):
+            if key in fields and not (isinstance(fields[key], str) and fields[key]):
+                raise InputError(f"{at}: {key} must be a non-empty string")
+        server = PageServer(
+            tuple(words),
+            fields.get("username"),
+            fields.get("credential_file"),
+            fields.get("credential_env"),
+        )
+        sources = [k for k in ("credential_file", "credential_env") if k in fields]
+        if len(sources) > 1 or (server.username is None) != (not sources):
+            raise InputError(f"{at}: username goes with one of credential_file or credential_env")
+        if server.credential_file is not None and not Path(server.credential_file).is_file():
+            raise InputError(f"{at}: credential_file {server.credential_file}: no such file")
+        out.append(server)
+    return tuple(out)
+
+
+def _results(path: str, line: int, value: Any) -> ResultsStore:
+    if not isinstance(value, list):
+        raise InputError(f"{path}:{line}: 'results' must be a mapping with a path")
+    fields: dict[str, str] = {}
+    for key, kline, v in value:
+        if key not in RESULTS_KEYS:
+            raise InputError(
+                f"{path}:{kline}: results: unknown key '{key}' (known: {', '.join(RESULTS_KEYS)})"
+            )
+        if not isinstance(v, str) or not v:
+            raise InputError(f"{path}:{kline}: results: {key} must be a non-empty string")
+        fields[key] = v
+    if "path" not in fields:
+        raise InputError(f"{path}:{line}: results: give the path of the SQLite file")
+    token = fields.get("admin_token_file")
+    if token is not None and not Path(token).is_file():
+        raise InputError(f"{path}:{line}: results: admin_token_file {token}: no such file")
+    store = Path(fields["path"])
+    if not store.parent.is_dir():
+        raise InputError(f"{path}:{line}: results: path {store}: no such directory {store.parent}")
+    return ResultsStore(str(store), token)
 
 
 def _module(path: str, name: str, line: int, options: Any) -> Module:
@@ -259,3 +483,17 @@ def _checked(where: str, key: str, value: Any, kinds: tuple[str, ...]) -> Any:
     if not isinstance(value, str) or not value:
         raise InputError(f"{where}: {key} must be a non-empty string")
     return value
+
+
+def fetch_spec(source: Module | TestProfile, timeout: float) -> FetchSpec:
+    """How a module or a test profile fetches its iceServers (ice_servers_url and fetch_*)."""
+    assert source.ice_servers_url is not None
+    return FetchSpec(
+        url=source.ice_servers_url,
+        method=source.fetch_method.upper(),
+        body=source.fetch_body,
+        bearer_file=source.fetch_bearer_file,
+        bearer_env=source.fetch_bearer_env,
+        ca_file=source.ca_file,
+        timeout=timeout,
+    )

@@ -53,6 +53,13 @@ class ExporterMetrics:
             registry=self.registry,
         )
         self.reload_ok.set(1)
+        self.test_results = Counter(
+            "turncheck_exporter_test_results",
+            "Results the test pages posted, by profile and outcome (calls_connect, "
+            "calls_fail, refused: the post was turned away).",
+            ["profile", "outcome"],
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
 
     def allocation_event(self, event: str) -> None:
