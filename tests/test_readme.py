@@ -25,7 +25,7 @@ from tests.test_relay import udp_echo_peer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-DOC_PAGES = ("probe", "nat", "load", "serve", "diagnose", "creds", "support")  # docs/<name>.md
+DOC_PAGES = ("probe", "nat", "load", "serve", "diagnose", "creds", "support", "audit")
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 DUMP = Path(__file__).resolve().parent / "data" / "dumps" / "older-format-synthetic.json"
 RTCSTATS = Path(__file__).resolve().parent / "data" / "rtcstats" / "relay-udp.rtcstats"

@@ -18,9 +18,11 @@ is there only to keep start-up fast, and it points down.
     runs        api               ProbeOptions in, Report out (CLI, serve, Python callers)
                 probe, report     assembling a run's Report: browser view, verdict, notes
                 monitor           --repeat rounds and their statistics
+                auditing          AuditOptions in, AuditReport out: identity, then every check
       │
     checks      checks            Binding and Allocate checks: coroutines returning values
                 relay, nat, load  the relay echo, NAT discovery, load pairs
+                audit/            the audit's checks: one per concern → findings
       │
     wire        transport         the only module with sockets (UDP, TCP, TLS channels)
                 turn              the TURN client: Allocate, permissions, channels, delete
@@ -35,6 +37,7 @@ is there only to keep start-up fast, and it points down.
                 usertest          what the test page measured in a user's browser, judged
       │
     values      results           CheckResult, Candidate, RelayResult, Explanation, NatVerdict
+                findings          the audit's findings and their severities
                 urls, errors      ICE URLs and addresses; the typed errors
                 tlsinfo           certificate facts
 """

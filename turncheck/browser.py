@@ -408,10 +408,29 @@ def uses(urls: Sequence[IceUrl]) -> list[BrowserUse]:
     return out
 
 
+def relay_variant(check: CheckResult) -> str | None:
+    """What this Allocate asked for that no browser asks for: 'ipv4', 'ipv6' or 'dual' (probe
+    --relay-family: REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY), 'tcp' (--tcp-relay:
+    an RFC 6062 TCP allocation); None for an Allocate as browsers make it. Browsers ask for
+    no address family, so they get the server's default, IPv4 (RFC 8656 §7.1), and relay UDP
+    only (turn_port.cc: REQUESTED-TRANSPORT UDP, over TCP and TLS too)."""
+    family = check.details.get("relay_family")
+    if isinstance(family, dict):
+        return str(family.get("asked"))
+    return "tcp" if "tcp_relay" in check.details else None
+
+
+def browser_like(check: CheckResult) -> bool:
+    """A check like those browsers make: none of turncheck's extras (other transports, SRV,
+    STUN over TLS), and no Allocate asking for what browsers never ask for (relay_variant).
+    Only these answer what a browser gets; the others are shown, never counted as its."""
+    return not check.extra and relay_variant(check) is None
+
+
 def makes(check: CheckResult, browser_uses: Sequence[BrowserUse]) -> bool:
     """Whether Chromium makes this check of turncheck's: its Allocates (but on skipped
     ports), and Bindings over UDP to stun: and UDP TURN servers (skipped ports included)."""
-    if check.extra:
+    if not browser_like(check):
         return False
     for use in browser_uses:
         if use.key != (check.url, check.transport):
@@ -540,7 +559,7 @@ def view(
             skipped.append((use.candidate_url, use.skipped))
             if not use.stun_server:
                 continue
-        mine = [c for c in checks if not c.extra and (c.url, c.transport) == use.key]
+        mine = [c for c in checks if browser_like(c) and (c.url, c.transport) == use.key]
         if not mine:
             unchecked.append(str(use.url))
             continue

@@ -8,7 +8,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from turncheck import stun
@@ -26,8 +26,24 @@ from turncheck.errors import (
     TransactionTimeout,
     UnprotectedAnswer,
 )
-from turncheck.explain import explain, rest_credential_failure
-from turncheck.relay import RelaySettings, echo_between, echo_via_peer
+from turncheck.explain import (
+    asked_refused,
+    explain,
+    family_missing,
+    family_name,
+    rest_credential_failure,
+)
+from turncheck.relay import (
+    DataOpener,
+    RelaySettings,
+    echo_between,
+    echo_via_peer,
+    family_of,
+    merge_families,
+    relayed_in,
+    tcp_echo_between,
+    tcp_echo_via_peer,
+)
 from turncheck.resolve import Endpoint
 from turncheck.results import Candidate, CheckResult, RelayResult
 from turncheck.transport import (
@@ -41,7 +57,7 @@ from turncheck.transport import (
     UdpChannel,
     local_ip_towards,
 )
-from turncheck.turn import Allocation, Redirect, alternate_of
+from turncheck.turn import FIRST_CHANNEL, Allocation, Redirect, alternate_of
 from turncheck.urls import Transport, fmt_address
 
 
@@ -135,6 +151,21 @@ def allocation_on(
     if isinstance(channel, UdpChannel):
         allocation.conclusive = _stun_only_judge(channel, server, settings)
     return allocation
+
+
+@contextlib.asynccontextmanager
+async def anonymous(
+    ep: Endpoint, settings: CheckSettings, deadline: float
+) -> AsyncIterator[Allocation]:
+    """An Allocation without credentials (what anyone may ask; the audit's) on a fresh
+    channel, deleted and closed on exit; the caller calls allocate()."""
+    server = (ep.address, ep.port)
+    async with open_channel(ep, server, settings, deadline) as channel:
+        allocation = Allocation(
+            channel, server, None, policy=settings.policy, transport_name=ep.target.transport.value
+        )
+        async with allocation:
+            yield allocation
 
 
 BURST = 20  # Binding requests that weigh an unanswered Allocate (BURST_GAP apart)
@@ -401,23 +432,94 @@ async def _mapped_from(
 
 
 async def allocate_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
-    """TURN Allocate with long-term credentials; the allocation is deleted before returning."""
+    """TURN Allocate as browsers make it (no address family, a UDP relay), with long-term
+    credentials, and its relay check; the allocation is deleted before returning."""
+    return await _allocate(ep, settings, None, browser_relay(settings.relay))
+
+
+def browser_relay(relay: RelaySettings | None) -> RelaySettings | None:
+    """The relay check of the browser's own Allocate: no family, UDP. With --relay-family or
+    --tcp-relay, --peer is the echo of their checks (of that family, or over TCP), so this
+    one relays to a second allocation."""
+    if relay is None or (relay.family is None and not relay.tcp):
+        return relay
+    return replace(relay, family=None, tcp=False, peer=None)
+
+
+def asked_checks(ep: Endpoint, settings: CheckSettings) -> list[Awaitable[CheckResult]]:
+    """The checks --relay-family and --tcp-relay add beside a TURN endpoint's Allocate, each a
+    row of its own that browser.relay_variant keeps out of what a browser gets."""
+    relay = settings.relay
+    if relay is None or not ep.target.url.is_turn:
+        return []
+    out: list[Awaitable[CheckResult]] = []
+    if relay.family is not None:
+        out.append(relay_family_check(ep, settings))
+    if relay.tcp and relay.peer is not None and ep.target.transport is not Transport.UDP:
+        out.append(tcp_relay_row(ep, settings))
+    return out
+
+
+async def relay_family_check(ep: Endpoint, settings: CheckSettings) -> CheckResult:
+    """--relay-family: an Allocate asking for the family (turnutils_uclient -x/-X/-Z does the
+    same) and data relayed through each family; details.relay_family says what it got."""
+    relay = settings.relay
+    assert relay is not None and relay.family is not None
+    family = relay.family
+    try:
+        # With --tcp-relay, --peer is the TCP echo: the family's data goes to a second allocation.
+        return await _allocate(
+            ep, settings, family, replace(relay, peer=None) if relay.tcp else relay
+        )
+    except Exception as exc:  # a bug: still this row, never taken for the browser's Allocate
+        result = failed(ep, "turn", exc)
+        text = f"the {family_name(family)} allocation"
+        found = FamilyRelay(family, RelayResult(text, None, {}, result.error), {})
+        return replace(result, details={**result.details, "relay_family": found.to_json()})
+
+
+async def _allocate(
+    ep: Endpoint, settings: CheckSettings, family: str | None, relay: RelaySettings | None
+) -> CheckResult:
+    """An Allocate asking for *family* (None: none, as browsers) and its relay check; deleted
+    before returning."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout
     credentials = ep.target.entry.credentials
+    tries = family_tries(family)
 
     async def attempt(server: Address) -> CheckResult:
-        async with allocated(ep, server, settings, deadline) as (channel, allocation):
-            relay = None
-            if settings.relay is not None:
-                relay = await _relay_check(ep, server, allocation, settings, settings.relay)
-        tls = channel.tls if isinstance(channel, StreamChannel) else None
-        return _allocation_result(ep, allocation, settings, tls, relay)
+        more: dict[str, Any] = {}
+        for n, extra in enumerate(tries):
+            async with allocated(ep, server, settings, deadline, extra) as (channel, allocation):
+                if n + 1 < len(tries) and not _answered_dual(allocation):
+                    continue  # deleted on the way out: the draft's code point next
+                found = None
+                if relay is not None and family is None:
+                    found = await _relay_check(ep, server, allocation, settings, relay)
+                elif relay is not None and family is not None:
+                    assert extra is not None
+                    by_family = await family_relay_on(
+                        ep, server, allocation, settings, relay, family, extra
+                    )
+                    found = by_family.result
+                    shown = " + ".join(fmt_address(r) for r in by_family.relayed) or "none"
+                    more = {"relay_family": by_family.to_json(), "note": f"relay {family} {shown}"}
+            tls = channel.tls if isinstance(channel, StreamChannel) else None
+            result = _allocation_result(ep, allocation, settings, tls, found)
+            return replace(result, details={**result.details, **more}) if more else result
+        raise AssertionError("unreachable")  # pragma: no cover - the last try returns
 
     try:
         return await _follow_redirect(ep, attempt)
     except CheckFailure as exc:
         result = failed(ep, "turn", exc)
+        if family is not None:
+            # 440 to an IPv6 Allocate is no IPv4 problem: say which family was refused.
+            refusal = family_refusal(family, exc, f"the {family_name(family)} allocation")
+            error = refusal.result.error if refusal.refused is not None else result.error
+            details = {**result.details, "relay_family": refusal.to_json()}
+            result = replace(result, error=error, details=details)
         if credentials is not None and result.error is not None:
             error = rest_credential_failure(result.error, credentials.username, time.time())
             if error is not result.error:
@@ -453,6 +555,329 @@ async def _relay_check(
         return second_failed(exc)
 
 
+@dataclass(frozen=True, slots=True)
+class FamilyRelay:
+    """--relay-family's relay check (and the audit's IPv6 and dual-allocation checks): what
+    the allocations asking for a family got, and the data relayed through each family."""
+
+    asked: str  # ipv4 | ipv6 | dual
+    result: RelayResult  # every family's echo in one (relay.merge_families)
+    families: dict[str, RelayResult]  # per family: ipv4, ipv6
+    relayed: tuple[Address, ...] = ()  # the first allocation's relayed addresses
+    # dual: the ADDITIONAL-ADDRESS-FAMILY code point the server read: "rfc8656" (0x8000) or
+    # "draft" (0x8032, coturn's); None when it read neither, or for one family.
+    attribute: str | None = None
+    address_error: tuple[str, int, str] | None = None  # ADDRESS-ERROR-CODE of a dual answer
+    refused: tuple[int, str] | None = None  # the Allocate's error (440: family not offered)
+
+    def has(self, family: str) -> bool:
+        """The server gave a relayed address of *family*."""
+        return any(family_of(r[0]) == family for r in self.relayed)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "asked": self.asked,
+            "relayed": [fmt_address(r) for r in self.relayed],
+            "families": {f: r.to_json() for f, r in self.families.items()},
+        }
+        if self.attribute is not None:
+            out["attribute"] = self.attribute
+        if self.address_error is not None:
+            fam, code, phrase = self.address_error
+            out["address_error"] = {"family": fam, "code": code, "reason": phrase}
+        if self.refused is not None:
+            out["refused"] = {"code": self.refused[0], "reason": self.refused[1]}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TcpRelay:
+    """--tcp-relay's relay check (and the audit's tcp-relay): an RFC 6062 TCP allocation,
+    Connect, ConnectionBind, and the data both ways."""
+
+    peer: str  # what A connected to: --peer, or the second TCP allocation's relayed address
+    result: RelayResult
+    relayed: Address | None = None  # A's relayed address; None: no TCP allocation
+    refused: tuple[int, str] | None = None  # the Allocate's error (442: not offered)
+    between: bool = False  # the peer was turncheck's own second TCP allocation
+    family: str | None = None  # the relay family the TCP Allocate asked for (ipv4, ipv6)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.result.to_json(),
+            "peer": self.peer,
+            "between": self.between,
+            "family": self.family,
+            "relayed": fmt_address(self.relayed) if self.relayed else None,
+            "both_ways": self.result.ok,
+            "refused": (
+                None
+                if self.refused is None
+                else {"code": self.refused[0], "reason": self.refused[1]}
+            ),
+        }
+
+
+def _relay_window(settings: CheckSettings, relay: RelaySettings) -> tuple[float, float]:
+    """(deadline of the requests, deadline of the echoes), counted as _relay_check does."""
+    control = asyncio.get_running_loop().time() + settings.timeout
+    return control, control + 2 * relay.grace + relay.count * relay.interval
+
+
+def _refusal(exc: CheckFailure | Redirect) -> tuple[int, str] | None:
+    if isinstance(exc, ErrorResponse) and exc.method == "Allocate":
+        return exc.code, exc.phrase
+    return None
+
+
+def _answered_dual(a: Allocation) -> bool:
+    """A dual Allocate the server read: both families, or an ADDRESS-ERROR-CODE for one."""
+    return a.address_error is not None or len({family_of(r[0]) for r in a.relayed_all}) == 2
+
+
+def family_tries(family: str | None) -> list[dict[str, Any] | None]:
+    """The Allocate attributes to try for a relay family, in turn: none for None (the
+    browser's Allocate); a dual Allocate at RFC 8656's ADDITIONAL-ADDRESS-FAMILY (0x8000),
+    then at the draft's 0x8032 (coturn's) when the server ignored the first."""
+    if family is None:
+        return [None]
+    if family == "dual":
+        return [stun.requested_family("dual"), stun.requested_family("dual", draft=True)]
+    return [stun.requested_family(family)]
+
+
+def family_refusal(family: str, exc: CheckFailure | Redirect, text: str) -> FamilyRelay:
+    """A relay family whose first Allocate failed: refused (440, 400...) or not answered."""
+    reason = (
+        asked_refused(exc, family=family)
+        if isinstance(exc, CheckFailure)
+        else explain(RelayFailure("second-allocation", str(exc)))
+    )
+    return FamilyRelay(family, RelayResult(text, None, {}, reason), {}, refused=_refusal(exc))
+
+
+async def family_relay_check(
+    ep: Endpoint,
+    server: Address,
+    settings: CheckSettings,
+    relay: RelaySettings,
+    family: str,
+) -> FamilyRelay:
+    """An allocation A that asks for *family* (ipv4, ipv6, or dual: both), then data
+    relayed through each family (family_relay_on); every allocation deleted. A dual
+    Allocate the server ignores (one family, no ADDRESS-ERROR-CODE) is deleted and asked
+    again at the draft's code point."""
+    control = _relay_window(settings, relay)[0]
+    tries = family_tries(family)
+    try:
+        for n, extra in enumerate(tries):
+            async with allocated(ep, server, settings, control, extra) as (_, a):
+                if n + 1 < len(tries) and not _answered_dual(a):
+                    continue  # deleted on the way out: the draft's code point next
+                assert extra is not None
+                return await family_relay_on(ep, server, a, settings, relay, family, extra)
+    except (CheckFailure, Redirect) as exc:
+        return family_refusal(family, exc, f"the {family_name(family)} allocation")
+    raise AssertionError("unreachable")  # pragma: no cover - the last try returns
+
+
+async def family_relay_on(
+    ep: Endpoint,
+    server: Address,
+    a: Allocation,
+    settings: CheckSettings,
+    relay: RelaySettings,
+    family: str,
+    extra: dict[str, Any],
+) -> FamilyRelay:
+    """Data through each family of allocation *a* (which asked with *extra*): echoed by a
+    second allocation B asking the same (turncheck's own relayed addresses), or by
+    relay.peer (one family)."""
+    attribute = None
+    if family == "dual" and _answered_dual(a):
+        attribute = "draft" if "DRAFT-ADDITIONAL-ADDRESS-FAMILY" in extra else "rfc8656"
+
+    def found(result: RelayResult, results: dict[str, RelayResult]) -> FamilyRelay:
+        return FamilyRelay(family, result, results, a.relayed_all, attribute, a.address_error)
+
+    if relay.peer is not None:
+        via = await _family_via_peer(a, relay.peer, family, settings, relay)
+        return found(via, {family: via})
+    text = f"a second {family_name(family)} allocation on the same server"
+    control = _relay_window(settings, relay)[0]
+    try:
+        async with allocated(ep, server, settings, control, extra) as (_, b):
+            text = "the second allocation " + " + ".join(fmt_address(r) for r in b.relayed_all)
+            results = await _families_between(a, b, family, text, settings, relay)
+    except (CheckFailure, Redirect) as exc:  # no second allocation (or no connection for it)
+        words = explain(exc).reason if isinstance(exc, CheckFailure) else str(exc)
+        reason = explain(RelayFailure("second-allocation", words))
+        return found(RelayResult(text, None, {}, reason), {})
+    return found(merge_families(results, text), results)
+
+
+async def _families_between(
+    a: Allocation,
+    b: Allocation,
+    asked: str,
+    text: str,
+    settings: CheckSettings,
+    relay: RelaySettings,
+) -> dict[str, RelayResult]:
+    """A and B echo through each family in turn, each on its own channel number."""
+    results: dict[str, RelayResult] = {}
+    families = ("ipv4", "ipv6") if asked == "dual" else (asked,)
+    for i, family in enumerate(families):
+        lacking = next((x for x in (a, b) if relayed_in(x, family) is None), None)
+        if lacking is not None:
+            missing = family_missing(asked, family, lacking.address_error, lacking.software)
+            results[family] = RelayResult(text, None, {}, missing)
+            continue
+        control, deadline = _relay_window(settings, relay)  # each family its own window
+        results[family] = await echo_between(
+            a, b, relay, deadline, control, family=family, number=FIRST_CHANNEL + i
+        )
+    return results
+
+
+async def _family_via_peer(
+    a: Allocation, peer: Address, family: str, settings: CheckSettings, relay: RelaySettings
+) -> RelayResult:
+    if relayed_in(a, family) is None:
+        missing = family_missing(family, family, a.address_error, a.software)
+        return RelayResult(f"the peer {fmt_address(peer)}", None, {}, missing)
+    control, deadline = _relay_window(settings, relay)
+    return await echo_via_peer(a, peer, relay, deadline, control)
+
+
+async def tcp_relay_check(
+    ep: Endpoint,
+    server: Address,
+    settings: CheckSettings,
+    relay: RelaySettings,
+    peer: Address | None,
+) -> TcpRelay:
+    """An RFC 6062 TCP allocation A on a fresh control connection; A Connects to *peer* (the
+    operator's TCP echo), or with peer None to a second TCP allocation B that turncheck
+    holds (B binds the ConnectionAttempt and echoes); data connections bound, data both
+    ways; every allocation deleted. relay.family ipv4/ipv6 asks for that relay family
+    (an IPv6 peer alone asks for IPv6)."""
+    family = _tcp_family(relay, peer)
+    extra = stun.requested_family(family) if family else {}
+    control, deadline = _relay_window(settings, relay)
+    shown = fmt_address(peer) if peer is not None else "a second TCP allocation"
+    relayed: Address | None = None
+    try:
+        async with tcp_allocated(ep, server, settings, control, extra) as (_, a):
+            relayed = a.relayed
+            opener = data_opener(ep, server, settings, control)
+            if peer is not None:
+                result = await tcp_echo_via_peer(a, peer, opener, relay, deadline, control)
+            else:
+                async with tcp_allocated(ep, server, settings, control, extra) as (_, b):
+                    assert b.relayed is not None
+                    shown = fmt_address(b.relayed)
+                    result = await tcp_echo_between(a, b, opener, relay, deadline, control)
+    except (CheckFailure, Redirect) as exc:
+        if isinstance(exc, CheckFailure):
+            reason = (
+                asked_refused(exc, family=family, tcp=True) if relayed is None else explain(exc)
+            )
+        else:
+            reason = explain(RelayFailure("second-allocation", str(exc)))
+        failed_result = RelayResult(f"the TCP peer {shown}", None, {}, reason)
+        refusal = _refusal(exc) if relayed is None else None
+        return TcpRelay(shown, failed_result, relayed, refusal, peer is None, family)
+    return TcpRelay(shown, result, relayed, between=peer is None, family=family)
+
+
+def _tcp_family(relay: RelaySettings, peer: Address | None) -> str | None:
+    """The relay family a TCP Allocate asks for: --relay-family ipv4/ipv6, or IPv6 for an
+    IPv6 peer (the server's default family is IPv4); None asks for none."""
+    if relay.family in ("ipv4", "ipv6"):
+        return relay.family
+    if peer is not None and family_of(peer[0]) == "ipv6":
+        return "ipv6"
+    return None
+
+
+async def tcp_relay_row(ep: Endpoint, settings: CheckSettings) -> CheckResult:
+    """--tcp-relay on a TURN URL over TCP or TLS: an RFC 6062 TCP allocation (its relay
+    candidate TCP) that Connects to --peer, a TCP echo, and relays data both ways over a
+    bound data connection; every allocation and connection closed. details.tcp_relay says
+    what it got."""
+    relay = settings.relay
+    assert relay is not None and relay.peer is not None
+    peer = relay.peer
+    family = _tcp_family(relay, peer)
+    extra = stun.requested_family(family) if family else {}
+    shown = fmt_address(peer)
+
+    async def attempt(server: Address) -> CheckResult:
+        control, deadline = _relay_window(settings, relay)
+        async with tcp_allocated(ep, server, settings, control, extra) as (channel, a):
+            opener = data_opener(ep, server, settings, control)
+            echo = await tcp_echo_via_peer(a, peer, opener, relay, deadline, control)
+        tls = channel.tls if isinstance(channel, StreamChannel) else None
+        result = _allocation_result(ep, a, settings, tls, echo, relayed_protocol="tcp")
+        return _with_tcp_relay(result, TcpRelay(shown, echo, a.relayed, family=family))
+
+    try:
+        return await _follow_redirect(ep, attempt)
+    except Exception as exc:  # a bug too: still this row, never taken for the browser's Allocate
+        result = failed(ep, "turn", exc)
+        refusal = _refusal(exc) if isinstance(exc, CheckFailure) else None
+        error = result.error
+        if refusal is not None:
+            error = asked_refused(exc, family=family, tcp=True, server=result.server or "")
+        echo = RelayResult(f"the TCP peer {shown}", None, {}, error)
+        found = TcpRelay(shown, echo, None, refusal, family=family)
+        return _with_tcp_relay(replace(result, error=error), found)
+
+
+def _with_tcp_relay(result: CheckResult, found: TcpRelay) -> CheckResult:
+    if found.relayed is None:
+        outcome = "no TCP allocation"
+    else:
+        outcome = "data both ways" if found.result.ok else "no data back"
+    note = f"TCP relay to {found.peer}: {outcome}"
+    return replace(result, details={**result.details, "tcp_relay": found.to_json(), "note": note})
+
+
+@contextlib.asynccontextmanager
+async def tcp_allocated(
+    ep: Endpoint,
+    server: Address,
+    settings: CheckSettings,
+    deadline: float,
+    extra: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[Channel, Allocation]]:
+    """An RFC 6062 TCP allocation (REQUESTED-TRANSPORT TCP, §6.2) on a fresh TCP/TLS
+    control connection (§4.1: never UDP); deleted and closed on exit."""
+    if ep.target.transport is Transport.UDP:
+        raise ProtocolFailure(
+            "bad-answer", "an RFC 6062 TCP allocation needs a TCP or TLS control connection"
+        )
+    attrs = {"REQUESTED-TRANSPORT": stun.REQUESTED_TRANSPORT_TCP, **(extra or {})}
+    async with allocated(ep, server, settings, deadline, attrs) as pair:
+        yield pair
+
+
+def data_opener(
+    ep: Endpoint, server: Address, settings: CheckSettings, deadline: float
+) -> DataOpener:
+    """New data connections to the server for ConnectionBind (RFC 6062 §4.4): the
+    endpoint's transport (TCP, or TLS with the URL's SNI), each closed on exit."""
+
+    @contextlib.asynccontextmanager
+    async def open_data() -> AsyncIterator[StreamChannel]:
+        async with open_channel(ep, server, settings, deadline) as channel:
+            assert isinstance(channel, StreamChannel)
+            yield channel
+
+    return open_data
+
+
 # turn_port.cc MAX_ALLOCATE_MISMATCH_RETRIES: a 437 on Allocate means the server still holds
 # an allocation on this 5-tuple (the kernel reused a local port the server freed a moment
 # ago): retry from a fresh port, as Chromium does, twice at most.
@@ -465,16 +890,20 @@ def _mismatch(exc: ErrorResponse) -> bool:
 
 @contextlib.asynccontextmanager
 async def allocated(
-    ep: Endpoint, server: Address, settings: CheckSettings, deadline: float
+    ep: Endpoint,
+    server: Address,
+    settings: CheckSettings,
+    deadline: float,
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Channel, Allocation]]:
     """An allocation on a fresh channel, deleted and closed on exit; a 437 is retried from a
-    fresh local port."""
+    fresh local port. *extra*: more Allocate attributes (the audit's)."""
     for tries in range(MISMATCH_RETRIES + 1):
         async with open_channel(ep, server, settings, deadline) as channel:
             allocation = allocation_on(ep, channel, server, settings)
             async with allocation:
                 try:
-                    await allocation.allocate(deadline)
+                    await allocation.allocate(deadline, extra)
                 except ErrorResponse as exc:
                     if _mismatch(exc) and tries < MISMATCH_RETRIES:
                         continue  # the next try opens a fresh local port
@@ -489,7 +918,10 @@ def _allocation_result(
     settings: CheckSettings,
     tls: TlsInfo | None,
     relay: RelayResult | None,
+    relayed_protocol: str = "udp",
 ) -> CheckResult:
+    """The row of a granted Allocate; *relayed_protocol*: 'tcp' for an RFC 6062 TCP
+    allocation's relayed address."""
     assert allocation.relayed is not None
     transport = ep.target.transport.value
     candidates: list[Candidate] = []
@@ -502,17 +934,19 @@ def _allocation_result(
                 "udp" if transport == "udp" else "tcp",
             )
         )
-    candidates.append(
-        Candidate(
-            "relay",
-            allocation.relayed[0],
-            allocation.relayed[1],
-            "udp",
-            related_address=allocation.mapped[0] if allocation.mapped else None,
-            related_port=allocation.mapped[1] if allocation.mapped else None,
-            relay_protocol=transport,
+    # A dual allocation (--relay-family dual) has a relayed address of each family.
+    for relayed in allocation.relayed_all or (allocation.relayed,):
+        candidates.append(
+            Candidate(
+                "relay",
+                relayed[0],
+                relayed[1],
+                relayed_protocol,
+                related_address=allocation.mapped[0] if allocation.mapped else None,
+                related_port=allocation.mapped[1] if allocation.mapped else None,
+                relay_protocol=transport,
+            )
         )
-    )
     details: dict[str, Any] = {
         "lifetime": allocation.lifetime,
         "realm": allocation.realm,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from turncheck.browser import BrowserView, parse_ice_url
+from turncheck.browser import BrowserView, browser_like, parse_ice_url, relay_variant
 from turncheck.config import rest_expiry
 from turncheck.errors import (
     AuthFailure,
@@ -441,11 +441,171 @@ def _unprotected(failure: UnprotectedAnswer) -> Explanation:
     )
 
 
-def verdict(checks: Sequence[CheckResult]) -> str:
-    """What the checks found, naming the cause: a person can act on this line alone."""
+# -- what browsers never ask for: relay families, TCP relays -------------------------------
+# probe --relay-family and --tcp-relay, and the audit's relay checks. A browser's Allocate asks
+# for no address family (so it gets the server's default, IPv4: RFC 8656 §7.1) and for a UDP
+# relay: a 440 or 442 to these Allocates says nothing about what a browser gets.
+
+# What an Allocate asked for (browser.relay_variant), as the verdict and notes name it.
+ASKED = {
+    "ipv4": "IPv4 relay",
+    "ipv6": "IPv6 relay",
+    "dual": "dual allocation",
+    "tcp": "TCP relay",
+}
+_BROWSERS_NEVER = {
+    "ipv4": "browsers ask for no address family",
+    "ipv6": "browsers ask for no address family",
+    "dual": "browsers ask for no address family",
+    "tcp": "browsers relay UDP only",
+}
+
+
+def family_name(family: str) -> str:
+    """'IPv4', 'IPv6', or 'dual (IPv4 and IPv6)'."""
+    return {"ipv4": "IPv4", "ipv6": "IPv6"}.get(family, "dual (IPv4 and IPv6)")
+
+
+def _relay_address_setting(families: Sequence[str], software: str | None) -> str:
+    """Where the server in front of you (else each known one) takes its relay addresses."""
+    names = " and ".join(family_name(f) for f in families)
+    coturn = f"coturn: relay-ip= with an {names} address in turnserver.conf, one per family"
+    if len(families) > 1:
+        coturn = "coturn: a relay-ip= of each family in turnserver.conf"
+    p1 = "eturnal: " + " and ".join(f"relay_{f}_addr" for f in families)
+    p1 += "; ejabberd: " + " and ".join(f"turn_{f}_address" for f in families)
+    known = {COTURN: coturn, P1_STUN: p1}.get(server_family(software) or "")
+    return known or f"{coturn}; {p1}"
+
+
+def family_refused(family: str, code: int, phrase: str, software: str | None = None) -> Explanation:
+    """A relay family the server would not give, in an Allocate's error or a dual answer's
+    ADDRESS-ERROR-CODE (RFC 8656 §7.3): 440 means it has no relay address of that family."""
+    name = family_name(family)
+    if code == 440 and family != "dual":
+        return Explanation(
+            code,
+            f"the server has no {name} relay address "
+            f"({code} {phrase or 'Address Family not Supported'})",
+            f"if clients need {name} relays, give the server an {name} relay address "
+            f"({_relay_address_setting([family], software)})",
+        )
+    if code in (400, 440) and family == "dual":
+        return Explanation(
+            code,
+            f"the server refused a dual allocation (IPv4 and IPv6 relays): {code} "
+            f"{phrase}".rstrip(),
+            "a dual allocation needs a relay address of each family "
+            f"({_relay_address_setting(['ipv4', 'ipv6'], software)})",
+        )
+    if code == 420 and family != "dual":
+        return Explanation(
+            code,
+            "the server does not understand REQUESTED-ADDRESS-FAMILY (420 Unknown Attribute): "
+            f"it cannot be asked for an {name} relay",
+            "the server predates RFC 6156 and RFC 8656: it relays IPv4 only, which is what "
+            "browsers get; upgrade it if clients need IPv6 relays",
+        )
+    article = "a" if family == "dual" else "an"
+    return Explanation(
+        code,
+        f"the server refused {article} {name} relay ({code} {phrase})".replace(" )", ")"),
+        "see the server's log for why it refused this allocation",
+    )
+
+
+def family_missing(
+    asked: str, family: str, address_error: tuple[str, int, str] | None, software: str | None
+) -> Explanation:
+    """An allocation that asked for *asked* (ipv4, ipv6, dual) and got no relayed address of
+    *family*: a dual answer's ADDRESS-ERROR-CODE says why (RFC 8656 §7.3), or the server
+    ignored the attribute."""
+    name = family_name(family)
+    if address_error is not None and address_error[0] == name:
+        return family_refused(family, address_error[1], address_error[2], software)
+    if asked == "dual":
+        return Explanation(
+            None,
+            f"the dual allocation's answer has no {name} relayed address and no ADDRESS-ERROR-CODE",
+            "the server ignores ADDITIONAL-ADDRESS-FAMILY: it predates RFC 8656 dual allocation",
+        )
+    return Explanation(
+        None,
+        f"the Allocate asked for an {name} relay (REQUESTED-ADDRESS-FAMILY) and got a relayed "
+        "address of the other family",
+        "the server ignores REQUESTED-ADDRESS-FAMILY (RFC 8656 §7.1): it gives its default "
+        "family whatever the client asks",
+    )
+
+
+def in_family(family: str, explanation: Explanation) -> Explanation:
+    """One family's failure in a relay check of several, named by its family."""
+    name = family_name(family)
+    if explanation.reason.startswith(name):
+        return explanation
+    return Explanation(explanation.code, f"{name} relay: {explanation.reason}", explanation.hint)
+
+
+def _tcp_refused(exc: ErrorResponse) -> Explanation:
+    """442 to an RFC 6062 TCP Allocate: the server does not offer TCP relays."""
+    hint = {
+        COTURN: "coturn's TCP relays are off (no-tcp-relay in turnserver.conf): remove it if "
+        "clients need them",
+        P1_STUN: "eturnal and ejabberd relay UDP only: they have no TCP relays to turn on",
+    }.get(
+        server_family(exc.software) or "",
+        "turn TCP relays on if clients need them (coturn: remove no-tcp-relay)",
+    )
+    return Explanation(
+        exc.code,
+        f"the server does not offer TCP relays (RFC 6062): {exc.code} {exc.phrase}".rstrip(),
+        f"{hint}; browsers never ask for one",
+    )
+
+
+def asked_refused(
+    failure: BaseException, *, family: str | None = None, tcp: bool = False, server: str = ""
+) -> Explanation:
+    """An Allocate asking for what browsers never ask for, failed, in words: a relay *family*
+    (REQUESTED-ADDRESS-FAMILY, ADDITIONAL-ADDRESS-FAMILY: 440, 400, 420), a TCP relay (*tcp*:
+    REQUESTED-TRANSPORT TCP, RFC 6062: 442). Any other failure as explain() words it."""
+    if isinstance(failure, ErrorResponse) and failure.method == "Allocate":
+        if tcp and failure.code == 442:
+            return _tcp_refused(failure)
+        if family is not None and failure.code in (400, 420, 440):
+            return family_refused(family, failure.code, failure.phrase, failure.software)
+    return explain(failure, server=server)
+
+
+def asked_verdict(failed: Sequence[CheckResult], base: str) -> str:
+    """--relay-family and --tcp-relay checks that failed, first: the user asked for them, so
+    they fail the run. Each is named, with why what the browsers get (*base*) stands."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for check in failed:
+        asked = relay_variant(check) or "tcp"
+        reason = _core(check.error.reason) if check.error is not None else "it failed"
+        groups.setdefault((asked, reason), []).append(check.transport)
+    parts = [
+        f"the {ASKED.get(asked, asked)} failed over "
+        f"{_list([t.upper() for t in sorted(set(transports), key=_order)])} "
+        f"({_BROWSERS_NEVER.get(asked, 'browsers never ask for it')}): {reason}"
+        for (asked, reason), transports in groups.items()
+    ]
+    return "; ".join([*parts, base])
+
+
+def verdict(checks: Sequence[CheckResult], *, others: bool = False) -> str:
+    """What the checks found, naming the cause: a person can act on this line alone.
+    *others*: the checks beside ones the line has named already (asked_verdict)."""
     if not checks:
         return "nothing was checked"
     failed = [c for c in checks if not c.ok]
+    if not failed and others:
+        return (
+            "the other check passed"
+            if len(checks) == 1
+            else f"the {len(checks)} other checks passed"
+        )
     if not failed:
         return "the check passed" if len(checks) == 1 else f"all {len(checks)} checks passed"
     dead = _dead_addresses(checks)
@@ -491,6 +651,9 @@ def _shared_cause(failed: Sequence[CheckResult]) -> str:
     what = "TURN Allocate" if kinds == {"turn"} else "STUN Binding" if kinds == {"stun"} else ""
     if what and any(c.cause == "auth" for c in members):
         what = "TURN authentication"
+    variants = {relay_variant(c) for c in members}
+    if len(variants) == 1 and (variant := variants.pop()) is not None:
+        what = ASKED.get(variant, what)  # --relay-family, --tcp-relay: not what browsers ask
     head = f"{what} failed over {transports}: " if what else ""
     more = len(groups) - 1
     tail = f" (+{more} other reason{'s' if more > 1 else ''})" if more else ""
@@ -557,7 +720,8 @@ def relay_notes(checks: Sequence[CheckResult]) -> tuple[str, ...]:
     """Warnings a passing relay check still deserves: loss, one path only."""
     notes: list[str] = []
     for check in checks:
-        if check.ok and check.details.get("unchallenged"):
+        asked = relay_variant(check)
+        if check.ok and check.details.get("unchallenged") and asked is None:
             notes.append(
                 f"open relay: {check.url} ({check.transport}, {check.server}) granted an "
                 "Allocate without asking for credentials: anyone can relay through it; "
@@ -567,7 +731,8 @@ def relay_notes(checks: Sequence[CheckResult]) -> tuple[str, ...]:
         if relay is None or not relay.ok or relay.stats is None:
             continue
         stats = relay.stats
-        where = f"{check.url} ({check.transport}, {check.server})"
+        what = "" if asked is None else f", {ASKED[asked]}"
+        where = f"{check.url} ({check.transport}{what}, {check.server})"
         if stats.received < stats.sent:
             notes.append(
                 f"relay loss {stats.loss_pct:.0f} % ({stats.received} of {stats.sent} packets "
@@ -593,8 +758,9 @@ def relay_notes(checks: Sequence[CheckResult]) -> tuple[str, ...]:
 
 
 def relay_only_verdict(checks: Sequence[CheckResult], base: str) -> str:
-    """iceTransportPolicy "relay": the run stands or falls with the relay checks alone."""
-    relays = [c for c in checks if c.relay is not None]
+    """iceTransportPolicy "relay": the run stands or falls with the relay checks alone (the
+    relays browsers get: no --relay-family or --tcp-relay variant)."""
+    relays = [c for c in checks if c.relay is not None and relay_variant(c) is None]
     working = [c for c in relays if c.relay is not None and c.relay.ok]
     if working:
         where = _list([t.upper() for t in sorted({c.transport for c in working}, key=_order)])
@@ -755,12 +921,15 @@ def _one_browser(view: BrowserView, checks: Sequence[CheckResult], who: str, bas
             (
                 c.relay.channel_failure
                 for c in checks
-                if not c.extra and c.relay is not None and c.relay.ok and c.relay.channel_failure
+                if browser_like(c)
+                and c.relay is not None
+                and c.relay.ok
+                and c.relay.channel_failure
             ),
             None,
         )
         first = next(
-            (c.error.reason for c in checks if not c.extra and c.cause == "relay" and c.error),
+            (c.error.reason for c in checks if browser_like(c) and c.cause == "relay" and c.error),
             "the relay echo failed",
         )
         if unbound is not None:
@@ -810,7 +979,7 @@ def _one_browser(view: BrowserView, checks: Sequence[CheckResult], who: str, bas
 
 def _first_browser_failure(view: BrowserView, checks: Sequence[CheckResult]) -> str:
     hosts_only = next(
-        (c for c in checks if not c.extra and c.details.get("absolute_lookup_failed")), None
+        (c for c in checks if browser_like(c) and c.details.get("absolute_lookup_failed")), None
     )
     if hosts_only is not None and view.engine == "chromium":
         return (
@@ -818,13 +987,15 @@ def _first_browser_failure(view: BrowserView, checks: Sequence[CheckResult]) -> 
             f"fails ({hosts_only.details['absolute_lookup_failed']}): the name is in /etc/hosts "
             "only, not in DNS)"
         )
-    open_relay = next((c for c in checks if not c.extra and c.details.get("unchallenged")), None)
+    open_relay = next(
+        (c for c in checks if browser_like(c) and c.details.get("unchallenged")), None
+    )
     if open_relay is not None:
         return (
             f" ({open_relay.url}: the server granted the Allocate without authentication, and "
             "Chromium ignores an unauthenticated answer to an Allocate and times out)"
         )
-    failing = [c for c in checks if not c.extra and not c.ok and c.error is not None]
+    failing = [c for c in checks if browser_like(c) and not c.ok and c.error is not None]
     if failing:
         check = failing[0]
         assert check.error is not None
@@ -840,6 +1011,8 @@ def _also_works(view: BrowserView, checks: Sequence[CheckResult]) -> str:
     offered: list[str] = []
     for check in checks:
         if not (check.extra and check.kind == "turn" and check.ok) or check.via.startswith("SRV"):
+            continue
+        if relay_variant(check) is not None:  # an Allocate no browser would make at all
             continue
 
         name = parse_ice_url(check.url).host_for_url

@@ -21,6 +21,7 @@ from turncheck.browser import (
     SYNTAX,
     BrowserView,
     IceServerInput,
+    browser_like,
     srflx_differs,
 )
 from turncheck.errors import ConfigRejected
@@ -302,9 +303,10 @@ def makes(check: CheckResult) -> bool:
 
 def _check_of(check: CheckResult, url: FirefoxUrl) -> bool:
     """The check Firefox makes of this URL: its protocol, its port, Binding for stun:,
-    Allocate for turn:/turns:; never one of turncheck's extras."""
+    Allocate for turn:/turns:; never one of turncheck's extras, nor an Allocate asking for
+    what browsers never ask for (browser.relay_variant)."""
     return (
-        not check.extra
+        browser_like(check)
         and check.transport == url.transport.value
         and check.port == url.port
         and (check.kind == "turn") == url.is_turn

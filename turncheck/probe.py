@@ -8,9 +8,17 @@ from dataclasses import replace
 
 from turncheck import browser, firefox
 from turncheck.browser import IceServerInput
-from turncheck.checks import CheckSettings, UdpPool, allocate_check, binding_check, failed
+from turncheck.checks import (
+    CheckSettings,
+    UdpPool,
+    allocate_check,
+    asked_checks,
+    binding_check,
+    failed,
+)
 from turncheck.errors import DnsFailure
 from turncheck.explain import (
+    asked_verdict,
     browser_verdict,
     explain,
     relay_notes,
@@ -122,6 +130,9 @@ async def run_probe(
                         else allocate_check(item, settings)
                     )
                     tasks.append(group.create_task(_guarded(check, item, kind)))
+                # --relay-family, --tcp-relay: rows of their own beside the browser's Allocate.
+                for beside in asked_checks(item, settings):
+                    tasks.append(group.create_task(_guarded(beside, item, "turn")))
     uses = browser.uses(list(dict.fromkeys(t.url for t in targets)))
     checks = _stun_but_not_turn(_ordered(targets, ready + [t.result() for t in tasks]))
     checks = _as_the_browser_sees(checks, uses)
@@ -131,12 +142,18 @@ async def run_probe(
     ff = firefox.view(
         [e.url for e in entries], checks, relay_only, firefox.check_constructor(_inputs(entries))
     )
-    text = verdict(checks)
+    # What the user asked for beyond the browser's checks (--relay-family, --tcp-relay) and
+    # did not get is named first; the rest of the line says what the other checks found.
+    asked = [c for c in checks if not c.extra and browser.relay_variant(c) and not c.ok]
+    others = [c for c in checks if all(c is not a for a in asked)]
+    text = verdict(others, others=bool(asked))
     if not every_check:
         # The browsers' answers come first, relay policy included (the views know it).
         text = browser_verdict({"chromium": view, "firefox": ff}, engines, checks, text)
     elif relay_only:
         text = relay_only_verdict(checks, text)
+    if asked:
+        text = asked_verdict(asked, text)
     gates = evaluate(requirements, checks) if requirements else ()
     if gates:
         text = requirements_verdict(gates, text)
@@ -212,7 +229,7 @@ def _as_the_browser_sees(
     for check in checks:
         use = by_key.get((check.url, check.transport))
         skipped = use is not None and use.skipped and (check.kind == "turn" or not use.stun_server)
-        if check.extra or use is None or skipped:
+        if not browser.browser_like(check) or use is None or skipped:
             out.append(check)
             continue
         if check.candidate("relay") is not None and use.relay_preference:

@@ -11,16 +11,18 @@ measured ChannelData run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from turncheck.errors import CheckFailure, ConnectFailure, RelayFailure
-from turncheck.explain import explain
+from turncheck.explain import explain, in_family
 from turncheck.results import Explanation, PathStats, RelayResult
-from turncheck.transport import Address
+from turncheck.transport import Address, StreamChannel
 from turncheck.turn import FIRST_CHANNEL, Allocation
 from turncheck.urls import fmt_address
 
@@ -41,6 +43,16 @@ class RelaySettings:
     interval: float = 0.02
     peer: Address | None = None  # an outside UDP echo peer instead of a second allocation
     grace: float = 1.0  # how long to wait for the last echoes after the last send
+    # --relay-family: a second Allocate beside the browser's asks for ipv4 or ipv6
+    # (REQUESTED-ADDRESS-FAMILY) or both (dual: ADDITIONAL-ADDRESS-FAMILY), and its relay check
+    # relays through each family; None asks for none, as browsers do.
+    family: str | None = None
+    # --tcp-relay: over TCP/TLS, also an RFC 6062 TCP allocation relaying TCP to `peer` (a TCP
+    # echo then), beside the browser's Allocate.
+    tcp: bool = False
+
+
+FAMILIES = ("ipv4", "ipv6", "dual")
 
 
 class EchoMeter:
@@ -160,16 +172,21 @@ async def echo_between(
     settings: RelaySettings,
     deadline: float,
     control: float | None = None,
+    *,
+    family: str | None = None,
+    number: int = FIRST_CHANNEL,
 ) -> RelayResult:
-    """A sends to B's relayed address; B echoes each packet to A's by the path it came."""
-    assert a.relayed is not None and b.relayed is not None
-    a_relay, b_relay = a.relayed, b.relayed
+    """A sends to B's relayed address; B echoes each packet to A's by the path it came.
+    *family*: 'ipv4' or 'ipv6', which relayed address of dual allocations to use; *number*:
+    the channel (one per family on the same allocations)."""
+    a_relay, b_relay = relayed_in(a, family), relayed_in(b, family)
+    assert a_relay is not None and b_relay is not None
 
     def at_b(peer: Address, payload: bytes, path: str) -> None:
         if peer[0] != a_relay[0]:
             return
-        if path == "channel" and b.bound(FIRST_CHANNEL):
-            b.send_channel(FIRST_CHANNEL, payload)
+        if path == "channel" and b.bound(number):
+            b.send_channel(number, payload)
         else:  # also when the server relays on a channel it never confirmed to B
             b.send_indication(a_relay, payload)
 
@@ -183,12 +200,12 @@ async def echo_between(
 
     async def bind() -> None:
         await asyncio.gather(
-            a.channel_bind(FIRST_CHANNEL, b_relay, requests),
-            b.channel_bind(FIRST_CHANNEL, a_relay, requests),
+            a.channel_bind(number, b_relay, requests),
+            b.channel_bind(number, a_relay, requests),
         )
 
     text = f"the second allocation {fmt_address(b_relay)}"
-    return await _echo(a, b_relay, text, permit, bind, settings, deadline)
+    return await _echo(a, b_relay, text, permit, bind, settings, deadline, number)
 
 
 async def echo_via_peer(
@@ -197,6 +214,8 @@ async def echo_via_peer(
     settings: RelaySettings,
     deadline: float,
     control: float | None = None,
+    *,
+    number: int = FIRST_CHANNEL,
 ) -> RelayResult:
     """Relay to an outside UDP echo peer (like turnutils_peer)."""
     requests = deadline if control is None else min(control, deadline)
@@ -205,9 +224,10 @@ async def echo_via_peer(
         await a.create_permission(peer[0], requests)
 
     async def bind() -> None:
-        await a.channel_bind(FIRST_CHANNEL, peer, requests)
+        await a.channel_bind(number, peer, requests)
 
-    return await _echo(a, peer, f"the peer {fmt_address(peer)}", permit, bind, settings, deadline)
+    text = f"the peer {fmt_address(peer)}"
+    return await _echo(a, peer, text, permit, bind, settings, deadline, number)
 
 
 async def _echo(
@@ -218,6 +238,7 @@ async def _echo(
     bind: Callable[[], Awaitable[None]],
     settings: RelaySettings,
     deadline: float,
+    number: int = FIRST_CHANNEL,
 ) -> RelayResult:
     """Permissions; a short Send/Data indication probe; ChannelBind; the measured ChannelData run.
 
@@ -255,7 +276,7 @@ async def _echo(
         # the path that is left, as Chromium sends Send indications while unbound.
         measured = "indication"
     send: dict[str, Callable[[bytes], None]] = {
-        "channel": lambda data: a.send_channel(FIRST_CHANNEL, data),
+        "channel": lambda data: a.send_channel(number, data),
         "indication": lambda data: a.send_indication(peer, data),
     }
     meters[measured] = EchoMeter(measured, settings.count, settings.size)
@@ -273,3 +294,181 @@ async def _echo(
     if stats is None:
         return RelayResult(peer_text, None, paths, explain(_broken(peer_text)))
     return RelayResult(peer_text, stats, paths)
+
+
+# -- relay families (RFC 8656 §7.1, 7.2) ------------------------------------------------------
+
+
+def family_of(address: str) -> str:
+    """'ipv6' for an IPv6 address, else 'ipv4'."""
+    return "ipv6" if ":" in address else "ipv4"
+
+
+def relayed_in(allocation: Allocation, family: str | None) -> Address | None:
+    """The allocation's relayed address of *family* ('ipv4'/'ipv6'); None: its first."""
+    if family is None:
+        return allocation.relayed
+    return next((r for r in allocation.relayed_all if family_of(r[0]) == family), None)
+
+
+def merge_families(results: Mapping[str, RelayResult], peer: str) -> RelayResult:
+    """One relay check of several families: the first family's paths under their own names
+    ('channel', 'indication'), the others prefixed ('ipv6 channel'); the figures of all
+    together; the first failure, named by its family."""
+    paths: dict[str, PathStats | Explanation] = {}
+    chosen: list[PathStats] = []
+    error: Explanation | None = None
+    for i, (family, result) in enumerate(results.items()):
+        prefix = "" if i == 0 else f"{family} "
+        for name, value in result.paths.items():
+            paths[prefix + name] = value
+        if result.stats is not None:
+            chosen.append(result.stats)
+        if error is None and result.error is not None:
+            error = in_family(family, result.error)
+        elif error is None and not result.ok:
+            error = in_family(family, explain(_broken(result.peer)))
+    if len(chosen) == 1 and len(results) == 1:
+        stats: PathStats | None = chosen[0]
+    else:
+        stats = _together("+".join(results), chosen) if chosen else None
+    return RelayResult(peer, stats, paths, error)
+
+
+def _together(name: str, parts: list[PathStats]) -> PathStats:
+    received = sum(p.received for p in parts)
+    timed = [p for p in parts if p.rtt_avg is not None and p.received]
+    avg = (
+        sum(p.rtt_avg * p.received for p in timed if p.rtt_avg is not None) / received
+        if timed and received
+        else None
+    )
+    mins = [p.rtt_min for p in parts if p.rtt_min is not None]
+    maxes = [p.rtt_max for p in parts if p.rtt_max is not None]
+    jitters = [p.jitter for p in parts if p.jitter is not None]
+    return PathStats(
+        name,
+        sum(p.sent for p in parts),
+        received,
+        min(mins) if mins else None,
+        avg,
+        max(maxes) if maxes else None,
+        max(jitters) if jitters else None,
+        sum(p.out_of_order for p in parts),
+        sum(p.duplicates for p in parts),
+    )
+
+
+# -- RFC 6062 TCP relays ----------------------------------------------------------------------
+
+# A fresh data connection to the same server, over the control connection's transport (TCP or
+# TLS, same SNI): ConnectionBind must come on a new connection (RFC 6062 §4.4).
+DataOpener = Callable[[], AbstractAsyncContextManager[StreamChannel]]
+TCP_PATH = "tcp"
+
+
+async def tcp_echo_via_peer(
+    a: Allocation,
+    peer: Address,
+    open_data: DataOpener,
+    settings: RelaySettings,
+    deadline: float,
+    control: float | None = None,
+) -> RelayResult:
+    """RFC 6062 as a client (§4.3): Connect from TCP allocation A to the operator's TCP echo
+    *peer*, ConnectionBind a data connection, then the numbered packets both ways over it."""
+    requests = deadline if control is None else min(control, deadline)
+    text = f"the TCP peer {fmt_address(peer)}"
+    try:
+        # A permission first: coturn checks one for Connect's peer (RFC 6062 §5.2).
+        await a.create_permission(peer[0], requests)
+        connection_id = await a.connect(peer, requests)
+        async with open_data() as data:
+            await a.connection_bind(data, connection_id, requests)
+            stats = await stream_echo(data, settings, deadline)
+    except CheckFailure as exc:
+        return RelayResult(text, None, {}, explain(exc))
+    return _tcp_result(text, stats)
+
+
+async def tcp_echo_between(
+    a: Allocation,
+    b: Allocation,
+    open_data: DataOpener,
+    settings: RelaySettings,
+    deadline: float,
+    control: float | None = None,
+) -> RelayResult:
+    """Both sides of RFC 6062 through one server: A Connects to B's relayed address (a peer
+    turncheck itself holds), B gets the ConnectionAttempt (§4.4) and binds it; B echoes on
+    its data connection what A sends on its own."""
+    assert a.relayed is not None and b.relayed is not None
+    a_relay, b_relay = a.relayed, b.relayed
+    requests = deadline if control is None else min(control, deadline)
+    text = f"the TCP allocation {fmt_address(b_relay)}"
+    attempt: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def attempted(connection_id: int, peer: Address) -> None:
+        if peer[0] == a_relay[0] and not attempt.done():
+            attempt.set_result(connection_id)
+
+    b.on_connection_attempt(attempted)
+    try:
+        # B's permission lets A's connection in (RFC 6062 §5.3); A's lets it Connect.
+        await asyncio.gather(
+            a.create_permission(b_relay[0], requests), b.create_permission(a_relay[0], requests)
+        )
+        a_id = await a.connect(b_relay, requests)
+        try:
+            async with asyncio.timeout_at(requests):
+                b_id = await attempt
+        except TimeoutError:
+            raise RelayFailure(
+                "broken",
+                f"Connect to {fmt_address(b_relay)} succeeded but no ConnectionAttempt "
+                "reached that allocation",
+            ) from None
+        async with open_data() as a_data, open_data() as b_data:
+            await asyncio.gather(
+                a.connection_bind(a_data, a_id, requests),
+                b.connection_bind(b_data, b_id, requests),
+            )
+
+            def echo(chunk: bytes) -> None:
+                if chunk:
+                    with contextlib.suppress(CheckFailure):
+                        b_data.send_stream(chunk)
+
+            b_data.stream_to(echo)
+            stats = await stream_echo(a_data, settings, deadline)
+    except CheckFailure as exc:
+        return RelayResult(text, None, {}, explain(exc))
+    finally:
+        if not attempt.done():
+            attempt.cancel()
+    return _tcp_result(text, stats)
+
+
+async def stream_echo(data: StreamChannel, settings: RelaySettings, deadline: float) -> PathStats:
+    """The numbered packets over a bound data connection, on the --packet-interval schedule;
+    the echo is a byte stream, cut back into packets of --size bytes."""
+    meter = EchoMeter(TCP_PATH, settings.count, settings.size)
+    waiting = bytearray()
+
+    def received(chunk: bytes) -> None:
+        waiting.extend(chunk)
+        while len(waiting) >= settings.size:
+            meter.echo(bytes(waiting[: settings.size]), time.monotonic())
+            del waiting[: settings.size]
+
+    data.stream_to(received)
+    return await _pump(meter, data.send_stream, settings, deadline, interval=settings.interval)
+
+
+def _tcp_result(text: str, stats: PathStats) -> RelayResult:
+    if stats.received == 0:
+        failure = RelayFailure(
+            "broken", f"the data connection is bound but nothing came back from {text}"
+        )
+        return RelayResult(text, stats, {TCP_PATH: stats}, explain(failure))
+    return RelayResult(text, stats, {TCP_PATH: stats})

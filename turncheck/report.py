@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from turncheck.browser import BrowserView
+from turncheck.browser import BrowserView, relay_variant
 from turncheck.require import Requirement
 from turncheck.results import CheckResult, NatVerdict
 
@@ -46,12 +46,15 @@ class Report:
     @property
     def ok(self) -> bool:
         """The exit rule (docs/probe.md "Exit codes"): requirements when given; with --transport
-        every check; else the browser's answer: would a call with this configuration work?"""
+        every check; else the browser's answer (would a call with this configuration work?),
+        and the checks the user asked for beyond it (--relay-family, --tcp-relay) of the
+        configuration's own URLs."""
         if self.requirements:
             return all(r.ok for r in self.requirements)
         if self.every_check or not self.views:
             return bool(self.checks) and all(c.ok for c in self.checks)
-        return all(calls_work(view) for view in self.views.values())
+        asked = [c for c in self.checks if not c.extra and relay_variant(c) is not None]
+        return all(calls_work(view) for view in self.views.values()) and all(c.ok for c in asked)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -22,13 +22,15 @@ from turncheck.errors import (
     ProtocolFailure,
     UnprotectedAnswer,
 )
-from turncheck.transport import Address, Answer, Channel, Conclusive, RetryPolicy
+from turncheck.transport import Address, Answer, Channel, Conclusive, RetryPolicy, StreamChannel
 
 DELETE_TIMEOUT = 2.0  # seconds allowed for Refresh(0), whatever the check's deadline
 FIRST_CHANNEL = 0x4000  # RFC 8656 §12: channel numbers 0x4000-0x4FFF
 
 # (peer address, payload, path): path is "channel" (ChannelData) or "indication" (Data).
 PeerDataHandler = Callable[[Address, bytes, str], None]
+# (CONNECTION-ID, peer address) of an RFC 6062 ConnectionAttempt indication.
+ConnectionAttemptHandler = Callable[[int, Address], None]
 
 # Who wants to know about allocations: "created", "deleted", "delete_failed" (the exporter's
 # own metrics). Called on the event loop; must not raise.
@@ -69,6 +71,10 @@ class Allocation:
         self.nonce: bytes | None = None
         self.key: bytes | None = None
         self.relayed: Address | None = None
+        # Every XOR-RELAYED-ADDRESS of the success: two after a dual allocation (RFC 8656 §7.2).
+        self.relayed_all: tuple[Address, ...] = ()
+        # ADDRESS-ERROR-CODE: (family, code, phrase) of the family a dual allocation lacks.
+        self.address_error: tuple[str, int, str] | None = None
         self.mapped: Address | None = None
         self.lifetime: int | None = None
         self.software: str | None = None
@@ -76,6 +82,12 @@ class Allocation:
         self.took: float | None = None  # seconds the Allocate took, its 401 round included
         # Weighs the evidence when the first Allocate goes unanswered (transport.request).
         self.conclusive: Conclusive | None = None
+        # Attributes every request of the allocation carries: an ORIGIN given to Allocate
+        # (coturn's check-origin-consistency answers a request without it with 441, its
+        # delete too).
+        self.session: dict[str, Any] = {}
+        self.challenge: stun.Message | None = None  # the 401 that asked for credentials
+        self.response: stun.Message | None = None  # the Allocate success response
         self.deleted: bool | None = None  # None: nothing to delete
         self._channels: dict[int, Address] = {}
         self._bound: set[int] = set()
@@ -121,6 +133,47 @@ class Allocation:
         """ChannelData: a 4-byte header instead of a 36-byte STUN message (§12.4)."""
         self.channel.send_raw(struct.pack("!HH", number, len(data)) + data, self.server)
 
+    # -- RFC 6062 TCP allocations ------------------------------------------------------------
+
+    async def connect(self, peer: Address, deadline: float) -> int:
+        """Connect (RFC 6062 §4.3): the server opens a TCP connection from the relayed
+        address to *peer*; the answer's CONNECTION-ID names it for ConnectionBind."""
+        response = await self.authed(stun.CONNECT, {"XOR-PEER-ADDRESS": peer}, deadline)
+        connection_id = response.attributes.get("CONNECTION-ID")
+        if connection_id is None:
+            raise ProtocolFailure(
+                "missing-attribute", "the Connect success response has no CONNECTION-ID"
+            )
+        return int(connection_id)
+
+    async def connection_bind(
+        self, data: StreamChannel, connection_id: int, deadline: float
+    ) -> None:
+        """ConnectionBind (RFC 6062 §4.4) on a new data connection, signed with this
+        allocation's credentials: on success *data* carries the peer's bytes, raw."""
+        data.raw_after(stun.CONNECTION_BIND)
+        await self.authed(
+            stun.CONNECTION_BIND, {"CONNECTION-ID": connection_id}, deadline, channel=data
+        )
+        if not data.raw:  # pragma: no cover - the success that answered it turned it raw
+            raise ProtocolFailure(
+                "bad-answer", "ConnectionBind succeeded but the stream stayed STUN"
+            )
+
+    def on_connection_attempt(self, handler: ConnectionAttemptHandler) -> None:
+        """Deliver ConnectionAttempt indications (RFC 6062 §4.4): a peer connected to the
+        relayed address of this TCP allocation."""
+
+        def indication(message: stun.Message, source: Address) -> None:
+            if message.message_method != stun.CONNECTION_ATTEMPT or source != self.server:
+                return
+            connection_id = message.attributes.get("CONNECTION-ID")
+            peer = message.attributes.get("XOR-PEER-ADDRESS")
+            if connection_id is not None and peer is not None:
+                handler(int(connection_id), (str(peer[0]), int(peer[1])))
+
+        self.channel.on_indication = indication
+
     def on_peer_data(self, handler: PeerDataHandler) -> None:
         """Deliver data relayed from peers, by ChannelData or Data indication."""
 
@@ -156,6 +209,7 @@ class Allocation:
         signed: bool,
         what: str,
         judge: Conclusive | None = None,
+        channel: Channel | None = None,
     ) -> Answer:
         if signed:
             assert self.credentials is not None and self.key is not None
@@ -164,7 +218,7 @@ class Allocation:
             message.attributes["NONCE"] = self.nonce
             stun.sign(message, self.key)
         # No FINGERPRINT: libwebrtc's TURN client sends none (turn_port.cc), on any request.
-        return await self.channel.request(
+        return await (channel or self.channel).request(
             message,
             self.server,
             deadline=deadline,
@@ -195,19 +249,25 @@ class Allocation:
         deadline: float,
         *,
         mark_allocated: bool = False,
+        channel: Channel | None = None,
     ) -> stun.Message:
         """An authenticated request with one retry on 438 Stale Nonce (RFC 8656 §6.4).
 
         On an allocation the server granted without a challenge (no authentication, as
-        coturn's no-auth), requests go unsigned until the server asks with a 401."""
+        coturn's no-auth), requests go unsigned until the server asks with a 401.
+        *channel*: another connection to the same server (an RFC 6062 data connection)."""
         name = stun.method_name(method)
         signed = self.key is not None
         for attempt in range(2):
-            message = stun.Message(method, stun.Class.REQUEST, attributes=dict(attributes))
+            message = stun.Message(
+                method, stun.Class.REQUEST, attributes={**attributes, **self.session}
+            )
             if mark_allocated:
                 self._maybe_allocated = True
             try:
-                answer = await self._send(message, deadline, signed=signed, what=self._what(name))
+                answer = await self._send(
+                    message, deadline, signed=signed, what=self._what(name), channel=channel
+                )
             except UnprotectedAnswer as exc:
                 if mark_allocated and exc.kind == "error":
                     self._maybe_allocated = False  # an error: no allocation (RFC 8656 §7.3)
@@ -232,14 +292,19 @@ class Allocation:
             raise ErrorResponse(name, code, phrase, software)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def allocate(self, deadline: float) -> None:
-        """Allocate a UDP relay: challenge, authenticated retry, 438 once (RFC 8656 §7)."""
+    async def allocate(self, deadline: float, extra: dict[str, Any] | None = None) -> None:
+        """Allocate a UDP relay: challenge, authenticated retry, 438 once (RFC 8656 §7).
+        *extra*: attributes the audit adds (REQUESTED-ADDRESS-FAMILY, EVEN-PORT, LIFETIME,
+        ...), or a REQUESTED-TRANSPORT of its own; the browser's Allocate has none."""
         began = asyncio.get_running_loop().time()
         # Exactly Chromium's Allocate (turn_port.cc TurnAllocateRequest): REQUESTED-TRANSPORT
         # alone, then with USERNAME, REALM, NONCE and MESSAGE-INTEGRITY after the 401; no
         # FINGERPRINT, and no REQUESTED-ADDRESS-FAMILY over IPv6 either (the server picks the
         # relay's family: RFC 8656 §7.1 says IPv4 by default).
         attrs: dict[str, Any] = {"REQUESTED-TRANSPORT": stun.REQUESTED_TRANSPORT_UDP}
+        attrs.update(extra or {})
+        if "ORIGIN" in attrs:
+            self.session["ORIGIN"] = attrs["ORIGIN"]
         first = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST, attributes=dict(attrs))
         answer = await self._send(
             first, deadline, signed=False, what=self._what("Allocate"), judge=self.conclusive
@@ -252,18 +317,33 @@ class Allocation:
                 raise Redirect(alternate_of(response))
             if code != 401:
                 raise ErrorResponse("Allocate", code, phrase, _software(response))
+            self.challenge = response
             self._learn_challenge(response)
             if self.credentials is None:
                 raise AuthFailure("Allocate", code, phrase, _software(response))
             response = await self.authed(stun.Method.ALLOCATE, attrs, deadline, mark_allocated=True)
         else:
             self._maybe_allocated = True
+        self.response = response
         relayed = response.attributes.get("XOR-RELAYED-ADDRESS")
         if relayed is None:
             raise ProtocolFailure(
                 "missing-attribute", "the Allocate success response has no XOR-RELAYED-ADDRESS"
             )
-        self.relayed = (str(relayed[0]), int(relayed[1]))
+        # coturn answers a dual Allocate it can half serve with a second XOR-RELAYED-ADDRESS
+        # of 0.0.0.0:0 beside the ADDRESS-ERROR-CODE (checked with 4.6.1): not an address.
+        every = [
+            (str(a[0]), int(a[1]))
+            for a in stun.repeated(response, "XOR-RELAYED-ADDRESS")
+            if int(a[1]) != 0
+        ]
+        self.relayed = every[0] if every else (str(relayed[0]), int(relayed[1]))
+        self.relayed_all = tuple(every) or (self.relayed,)
+        address_error = response.attributes.get(
+            "ADDRESS-ERROR-CODE", response.attributes.get("DRAFT-ADDRESS-ERROR-CODE")
+        )
+        if address_error is not None:
+            self.address_error = stun.address_error(bytes(address_error))
         _notify("created")
         mapped = response.attributes.get("XOR-MAPPED-ADDRESS")
         self.mapped = (str(mapped[0]), int(mapped[1])) if mapped else None

@@ -54,6 +54,7 @@ def _root(
 
 
 # The commands register themselves on `app`.
+from turncheck.cli import audit as _audit  # noqa: E402,F401
 from turncheck.cli import creds as _creds  # noqa: E402,F401
 from turncheck.cli import diagnose as _diagnose  # noqa: E402,F401
 from turncheck.cli import load as _load  # noqa: E402,F401

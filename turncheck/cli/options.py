@@ -250,3 +250,22 @@ FetchHeaderOpt = Annotated[
         rich_help_panel=FETCH,
     ),
 ]
+
+RelayFamilyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--relay-family",
+        help="Also allocate in this family, beside the browser's Allocate, and relay through "
+        "it: ipv4, ipv6, or dual (both, RFC 8656).",
+        metavar="[ipv4|ipv6|dual]",
+        rich_help_panel=RELAY,
+    ),
+]
+TcpRelayOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tcp-relay",
+        help="Over TCP/TLS also relay TCP (RFC 6062) to --peer, a TCP echo server.",
+        rich_help_panel=RELAY,
+    ),
+]

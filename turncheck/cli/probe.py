@@ -88,11 +88,14 @@ def probe(
         str | None,
         typer.Option(
             "--peer",
-            help="Relay to this UDP echo peer, not a second allocation.",
+            help="Relay to this UDP echo peer, not a second allocation (with --tcp-relay: "
+            "the TCP echo peer).",
             metavar="IP:PORT",
             rich_help_panel=o.RELAY,
         ),
     ] = None,
+    relay_family: o.RelayFamilyOpt = None,
+    tcp_relay: o.TcpRelayOpt = False,
     relay_only: Annotated[
         bool,
         typer.Option(
@@ -251,7 +254,12 @@ def probe(
         relay_only = relay_only or fetched.relay_only
         config_advice = tuple(advice(entries))
     targets = build_targets(entries, override)
-    relay = None if no_relay else relay_settings(count, size, spacing, peer)
+    relay_variants(targets, no_relay, relay_family, tcp_relay)
+    relay = (
+        None
+        if no_relay
+        else relay_settings(count, size, spacing, peer, family=relay_family, tcp=tcp_relay)
+    )
     if relay_only_flag and (relay is None or not any(t.url.is_turn for t in targets)):
         # Only the flag is an input error: a configuration whose policy is "relay" with no
         # TURN server is valid, and the verdict says what a browser gets from it (nothing).
@@ -474,9 +482,35 @@ def intervals(
     return spacing, rounds
 
 
-def relay_settings(count: int, size: int, interval_ms: float, peer: str | None) -> RelaySettings:
+def relay_variants(targets: list[Target], no_relay: bool, family: str | None, tcp: bool) -> None:
+    """--relay-family and --tcp-relay need a relay check, and a URL they apply to."""
+    from turncheck.urls import Transport
+
+    named = "--tcp-relay" if tcp else "--relay-family" if family is not None else None
+    if named is None:
+        return
+    if no_relay:
+        raise InputError(f"{named} needs the relay check: drop --no-relay")
+    if not any(t.url.is_turn for t in targets):
+        raise InputError(f"{named} needs a turn: or turns: URL")
+    if tcp and not any(t.url.is_turn and t.transport is not Transport.UDP for t in targets):
+        raise InputError(
+            "--tcp-relay needs a TURN URL over TCP or TLS (RFC 6062): "
+            "turn:HOST?transport=tcp, turns:HOST, or --transport tcp"
+        )
+
+
+def relay_settings(
+    count: int,
+    size: int,
+    interval_ms: float,
+    peer: str | None,
+    *,
+    family: str | None = None,
+    tcp: bool = False,
+) -> RelaySettings:
     """Validate the relay options; InputError naming the option."""
-    from turncheck.relay import MAX_SIZE, MIN_SIZE, RelaySettings
+    from turncheck.relay import FAMILIES, MAX_SIZE, MIN_SIZE, RelaySettings, family_of
     from turncheck.resolve import parse_ip_port
 
     if not 1 <= count <= 10000:
@@ -488,4 +522,27 @@ def relay_settings(count: int, size: int, interval_ms: float, peer: str | None) 
             f"--packet-interval {interval_ms:g}: give 0 to 10000 milliseconds between packets"
         )
     peer_addr = parse_ip_port(peer, "--peer", default_port=None) if peer else None
-    return RelaySettings(count=count, size=size, interval=interval_ms / 1000, peer=peer_addr)
+    chosen = family.strip().lower() if family is not None else None
+    if chosen is not None and chosen not in FAMILIES:
+        raise InputError(f"--relay-family {family}: choose ipv4, ipv6 or dual")
+    if tcp and peer_addr is None:
+        raise InputError("--tcp-relay needs --peer IP:PORT: the TCP echo server to relay to")
+    if peer_addr is not None and chosen == "dual":
+        raise InputError(
+            f"--peer {peer} with --relay-family dual: a peer has one address family; "
+            "choose --relay-family ipv4 or ipv6"
+        )
+    if peer_addr is not None and chosen is not None and family_of(peer_addr[0]) != chosen:
+        words = {"ipv4": "IPv4", "ipv6": "IPv6"}
+        raise InputError(
+            f"--peer {peer} is an {words[family_of(peer_addr[0])]} address, but "
+            f"--relay-family {chosen} relays over {words[chosen]}"
+        )
+    return RelaySettings(
+        count=count,
+        size=size,
+        interval=interval_ms / 1000,
+        peer=peer_addr,
+        family=chosen,
+        tcp=tcp,
+    )

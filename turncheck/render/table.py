@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
+from turncheck.browser import relay_variant
 from turncheck.render import (
     Column,
     Row,
@@ -54,15 +55,24 @@ def _check_cell(check: CheckResult) -> Text:
     return Text(check_name(check), style="dim" if check.extra else "")
 
 
+# What an Allocate asked for that browsers never ask for (browser.relay_variant), in a word:
+# the row's figures are that relay's, at any width (the details column goes first).
+VARIANT_MARKS = {"ipv4": "v4", "ipv6": "v6", "dual": "v4+v6", "tcp": "TCP"}
+
+
 def check_name(check: CheckResult) -> str:
     """'udp Allocate'; 'tcp+ Binding' for turncheck's own checks (no browser makes them);
-    'udp Binding C' or '... F' for a check only Chromium or only Firefox makes."""
+    'udp Binding C' or '... F' for a check only Chromium or only Firefox makes; 'udp+ Allocate
+    v6' for --relay-family's Allocate, 'tcp+ Allocate TCP' for --tcp-relay's."""
     name = "Allocate" if check.kind == "turn" else "Binding"
     engines = check.details.get("browsers")
-    mark = "+" if check.extra or engines == [] else ""
+    variant = relay_variant(check)
+    mark = "+" if check.extra or engines == [] or variant is not None else ""
     only = ""
     if not mark and engines is not None and len(engines) == 1:
         only = " C" if engines == ["chromium"] else " F"
+    if variant is not None:
+        only = f" {VARIANT_MARKS.get(variant, variant)}"
     return f"{check.transport}{mark} {name}{only}"
 
 

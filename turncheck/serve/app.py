@@ -170,7 +170,12 @@ async def probe_handler(request: web.Request) -> web.Response:
         return _refuse(exporter, module_name, target, 400, "no target: add ?target=<ICE URL>")
     budget = scrape_budget(request)
     try:
-        options = await _options(module, target, budget)
+        if module.kind == "audit":
+            from turncheck.serve.audit import audit_options
+
+            options: Any = audit_options(module, target, budget)
+        else:
+            options = await _options(module, target, budget)
     except InputError as exc:
         return _refuse(exporter, module_name, target, 400, str(exc))
     assert exporter.slots is not None
@@ -184,14 +189,15 @@ async def probe_handler(request: web.Request) -> web.Response:
     task = asyncio.current_task()
     if task is not None:
         exporter.in_flight.add(task)
-    report: Report | None = None
+    report: Any = None  # a Report, or an AuditReport for an audit module
     why = ""
     try:
         from turncheck.api import run
+        from turncheck.auditing import run_audit
 
         left = budget - (time.monotonic() - started)
         async with asyncio.timeout(max(0.1, left)):
-            report = await run(options)
+            report = await (run_audit(options) if module.kind == "audit" else run(options))
     except TimeoutError:
         why = f"probe timed out after {budget:g} s (the scrape timeout less {MARGIN:g} s)"
     finally:
@@ -200,7 +206,10 @@ async def probe_handler(request: web.Request) -> web.Response:
         if task is not None:
             exporter.in_flight.discard(task)
     duration = time.monotonic() - started
-    success = report is not None and report.ok
+    if module.kind == "audit":
+        success = report is not None and report.exit_code == 0
+    else:
+        success = report is not None and report.ok
     exporter.metrics.probes.labels(
         module=module_name, result="success" if success else "failure"
     ).inc()
@@ -211,8 +220,14 @@ async def probe_handler(request: web.Request) -> web.Response:
         f"duration={duration:.3f}s verdict={verdict}"
     )
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
+    if module.kind == "audit":
+        from turncheck.serve.audit import audit_exposition
+
+        body = audit_exposition(report, duration, openmetrics, why)
+    else:
+        body = exposition(report, duration, openmetrics, why)
     return web.Response(
-        text=exposition(report, duration, openmetrics, why),
+        text=body,
         content_type=None,
         headers={"Content-Type": OPENMETRICS if openmetrics else TEXT},
     )

@@ -51,6 +51,10 @@ MODULE_KEYS = {
     "ca_file": "extra CA certificates (PEM)",
     "insecure": "do not verify TLS certificates",
     "dns_server": "IP[:PORT] for every DNS query",
+    "kind": "probe (the default) or audit (turncheck audit's findings as metrics)",
+    "fail_on": "audit: probe_success is 0 on a finding at or above this severity",
+    "max_allocations": "audit: the quota probe stops at this many allocations",
+    "peer": "audit: the one outside IP:PORT relayed data may go to",
 }
 LIMIT_KEYS = {"max_concurrent", "queue_timeout"}
 # A test page (GET /test/NAME): the ICE servers a user's browser tests, and what is kept.
@@ -107,6 +111,10 @@ class Module:
     ca_file: str | None = None
     insecure: bool = False
     dns_server: str | None = None
+    kind: str = "probe"
+    fail_on: str = "medium"
+    max_allocations: int = 20
+    peer: str | None = None
 
     def credentials(self) -> Credentials | None:
         """Read now: a file, an environment variable, or minted from the shared secret."""
@@ -462,7 +470,19 @@ def _checked(where: str, key: str, value: Any, kinds: tuple[str, ...]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10000:
             raise InputError(f"{where}: packet_interval must be 0 to 10000 milliseconds")
         return float(value)
-    if key in ("count", "size", "ttl"):
+    if key == "kind":
+        if value not in ("probe", "audit"):
+            raise InputError(f"{where}: kind must be probe or audit")
+        return value
+    if key == "fail_on":
+        from turncheck.findings import Severity
+
+        try:
+            Severity.parse(str(value))
+        except ValueError as exc:
+            raise InputError(f"{where}: fail_on {exc}") from None
+        return str(value)
+    if key in ("count", "size", "ttl", "max_allocations"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{where}: {key} must be a whole number above 0")
         return value
