@@ -1,10 +1,14 @@
 """`turncheck audit` end to end against real servers on loopback, each with its expected
 findings: coturn permissive, as Debian ships it, and hardened by a public guide; coturn as
-an open relay; pion/turn; ejabberd. Then serve's audit module, scraped."""
+an open relay; pion/turn; ejabberd. Then serve's audit module, scraped.
+
+With TURNCHECK_AUDIT_MATRIX=FILE every audit's JSON is appended there (one line each), for
+the findings matrix of the closing note."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,7 +49,14 @@ def audit(
     elapsed = time.monotonic() - started
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stdout, done.stderr
-    return done.returncode, json.loads(done.stdout), elapsed
+    doc = json.loads(done.stdout)
+    if os.environ.get("TURNCHECK_AUDIT_MATRIX"):  # the findings matrix of the closing note
+        with open(os.environ["TURNCHECK_AUDIT_MATRIX"], "a") as matrix:
+            test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].split(" ")[0]
+            matrix.write(
+                json.dumps({"test": test, "exit": done.returncode, "s": elapsed, "doc": doc}) + "\n"
+            )
+    return done.returncode, doc, elapsed
 
 
 def by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:

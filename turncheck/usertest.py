@@ -482,7 +482,7 @@ def judge(
             c for c in checks if _key(c.url) == url and c.transport == transport and not c.extra
         ]
         mine = [c for c in mine if c.kind == kind] or mine
-        user_ok, user, hint = _user_side(alone[url], relays.get(url), kind, browser)
+        user_ok, user, hint = _user_side(alone[url], relays.get(url), kind, browser, transport)
         if url in unused and not user_ok:  # the browser's own rule, not the network
             user_ok, user, hint = None, f"{browser} does not use it: {unused[url]}", ""
         server_ok, server = _server_side(mine, kind)
@@ -498,7 +498,7 @@ def judge(
 
 
 def _user_side(
-    gather: PageGather, relay: PageRelay | None, kind: str, browser: str
+    gather: PageGather, relay: PageRelay | None, kind: str, browser: str, transport: str
 ) -> tuple[bool | None, str, str]:
     """(ok, words, hint) for one URL as the user's browser got it."""
     if gather.exception is not None:
@@ -512,13 +512,15 @@ def _user_side(
             return False, f"relay candidate, but no data through it{why}", ""
     elif any(c.type == "srflx" for c in gather.candidates):
         return True, "answered (srflx)", ""
-    return False, *_no_answer(gather)
+    return False, *_no_answer(gather, transport)
 
 
-def _no_answer(gather: PageGather) -> tuple[str, str]:
+def _no_answer(gather: PageGather, transport: str) -> tuple[str, str]:
     for error in gather.errors:
         reason, hint = candidate_error(error.url, error.code, error.text)
-        if error.code == 701 and "timed out" in error.text.lower():
+        timed_out = "timed out" in error.text.lower()
+        if error.code == 701 and (timed_out or (not error.text and transport == "udp")):
+            # Firefox's errorText is always "": over UDP its 701 is its ~11 s timeout.
             return "no answer (timed out)", hint
         if error.code == 701 and "lookup" in error.text.lower():
             return "name lookup failed", hint
