@@ -50,6 +50,13 @@ def test_small_run_figures_are_consistent(cli, big: Coturn, loop: str) -> None:
     )
     lat = alloc["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    # Set-up by phase: the Allocate's and each ChannelBind's (UDP: no connect, no TLS).
+    setup = alloc["setup_ms"]
+    assert setup["allocate"] == lat and setup["connect"] is None and setup["tls_handshake"] is None
+    bind = setup["channel_bind"]
+    assert 0 < bind["p50"] <= bind["p95"] <= bind["p99"] <= bind["max"]
+    # Every packet decided: echoed or lost, exactly.
+    assert relay["sent"] == relay["received"] + relay["lost"] and relay["late"] == 0
     rtt = relay["rtt_ms"]
     assert 0 < rtt["p50"] <= rtt["p95"] <= rtt["p99"] <= rtt["max"]
     assert relay["pps_requested"] == 250.0
@@ -123,6 +130,8 @@ def test_tcp_control_transport_and_periodic_plain_lines(big: Coturn) -> None:
     doc = json.loads(done.stdout)
     assert doc["relay"]["sent"] == 4 * 104  # ceil(20 pps × 5.2 s) per pair
     assert doc["relay"]["received"] == doc["relay"]["sent"]
+    setup = doc["allocations"]["setup_ms"]  # over TCP: the connect too, as its own phase
+    assert all(setup[k]["p50"] > 0 for k in ("connect", "allocate", "channel_bind"))
     # Not a terminal: progress comes as plain lines on stderr, every 5 s.
     lines = [x for x in done.stderr.splitlines() if x.startswith("turncheck load: pairs up 4/4")]
     assert lines, done.stderr

@@ -11,7 +11,8 @@ is there only to keep start-up fast, and it points down.
                 serve/            the exporter (aiohttp): modules, /probe, /metrics; test
                                   pages (/test/NAME) and their stored results
                 render/           table, JSON, JUnit, Prometheus, Nagios, load, nat, diagnose
-                dumps/            webrtc-internals dumps read and judged
+                dumps/            webrtc-internals and rtcstats dumps read and judged
+                locust/           `locust -f`: turncheck's load as Locust users (the load hook)
                 output, trace     atomic --output files; the -v packet trace
                 signals           SIGINT, SIGTERM, SIGHUP: one line, 128 + N, allocations deleted
       │

@@ -3,8 +3,16 @@
 Efficient on two cores by construction: one event loop; one pacing task sends
 for every pair on each tick (no task per packet, one timer for all); packets
 carry their pair, sequence number and send time, so an echo costs a header
-unpack and a bitmap update. Every allocation is owned by a Fleet whose close
+unpack and a window update. Every allocation is owned by a Fleet whose close
 deletes them all concurrently (bounded), on success, error and Ctrl-C alike.
+
+A caller beside the loop (the Locust edge) uses one public hook, LoadHook: every Sample as
+it happens (set-up phases per allocation, each echo's round trip, each lost packet, each
+pair's jitter at the end), the exact Counters at any moment, and a graceful stop.
+
+A packet is lost when no echo came back within `loss_after` seconds of its sending (or by the
+end of the run's grace); an echo that comes later counts as late, never as echoed, so at the
+end sent = echoed + lost exactly, whichever moment the figures were read.
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
 
+from turncheck import stun
 from turncheck.checks import CheckSettings, UdpPool, allocated, binding_check, failed
-from turncheck.errors import CheckFailure, InputError
+from turncheck.errors import CheckFailure, ConnectFailure, InputError, TlsFailure
 from turncheck.explain import explain, weigh
 from turncheck.resolve import Endpoint
 from turncheck.results import CheckResult, Explanation
@@ -36,7 +45,10 @@ _PACKET = struct.Struct("!4sIId")  # magic, pair id, sequence, send time (loop c
 _MAGIC = b"TCld"
 MIN_SIZE = _PACKET.size
 TICK = 0.005  # seconds between pacing ticks
+SWEEP_EVERY = 0.1  # seconds between looks for packets unanswered for loss_after
 REFRESH_EVERY = 120.0  # allocations live 600 s, permissions 300 s: refresh well before
+DEFAULT_LIFETIME = 600  # seconds: an allocation's default lifetime (RFC 8656: 10 minutes)
+LOSS_AFTER = 2.0  # seconds without an echo that make a packet lost
 DELETE_CONCURRENCY = 64
 SYN_RETRY = 0.9  # seconds: a connect this slow waited for a SYN retransmission (first at 1 s)
 
@@ -44,7 +56,7 @@ SYN_RETRY = 0.9  # seconds: a connect this slow waited for a SYN retransmission 
 @dataclass(frozen=True, slots=True)
 class LoadSettings:
     clients: int = 10
-    duration: float = 10.0
+    duration: float | None = 10.0  # seconds of relaying; None: until the run's LoadHook stops it
     rate: float = 50.0  # packets per second per pair
     size: int = 160
     ramp: float | None = None  # pairs opened per second; None: as fast as allowed
@@ -52,13 +64,19 @@ class LoadSettings:
     max_loss: float = 1.0  # percent
     grace: float = 1.0  # seconds to wait for the last echoes
     event_loop: str = "asyncio"  # or uvloop
+    # LIFETIME asked for in Allocate and Refresh, refreshed every third of it (a SIGKILLed
+    # load leaves allocations that expire soon); None: the server's default, refreshed every
+    # REFRESH_EVERY seconds.
+    lifetime: int | None = None
+    loss_after: float = LOSS_AFTER  # a packet not echoed within this is lost; later: late
+    keep_rtts: bool = True  # every RTT for exact percentiles (a hook's caller keeps its own)
 
 
 def check_limits(settings: LoadSettings, transport: str) -> None:
     """Refuse what cannot be honoured, before any packet: file descriptors first."""
     if not 1 <= settings.clients <= 20000:
         raise InputError(f"--clients {settings.clients}: give 1 to 20000 pairs")
-    if not 0 < settings.duration <= 3600:
+    if settings.duration is not None and not 0 < settings.duration <= 3600:
         raise InputError(f"--duration {settings.duration:g}: give 0 to 3600 seconds")
     if not 0 < settings.rate <= 1000:
         raise InputError(f"--rate {settings.rate:g}: give 0 to 1000 packets per second")
@@ -68,6 +86,8 @@ def check_limits(settings: LoadSettings, transport: str) -> None:
         raise InputError(f"--ramp {settings.ramp:g}: give 0 to 10000 pairs per second")
     if not 0 <= settings.max_loss <= 100:
         raise InputError(f"--max-loss {settings.max_loss:g}: give 0 to 100 percent")
+    if settings.lifetime is not None and not 3 <= settings.lifetime <= 3600:
+        raise InputError(f"lifetime {settings.lifetime}: give 3 to 3600 seconds")
     needed = 2 * settings.clients + 64  # a socket per allocation, and headroom
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed and (hard == resource.RLIM_INFINITY or hard >= needed):
@@ -98,6 +118,131 @@ def _quantiles(values: array[float], points: tuple[float, ...]) -> dict[str, flo
     return out
 
 
+# -- the public hook ------------------------------------------------------------------------
+
+
+def counters_of(run: Any) -> Counters:
+    """The exact totals of a running Tally or a finished LoadResult (the same fields)."""
+    return Counters(
+        sent=run.sent,
+        echoed=run.received,
+        lost=run.lost_packets,
+        late=run.late,
+        duplicates=run.duplicates,
+        send_errors=run.send_errors,
+        pairs_up=run.succeeded,
+        pairs_failed=run.failed,
+        pairs_unbound=run.unbound_pairs,
+        deleted=run.deleted,
+        delete_failed=run.delete_failed,
+    )
+
+
+SampleKind = Literal["connect", "tls", "allocate", "channel_bind", "echo", "loss", "jitter"]
+SETUP_PHASES: tuple[SampleKind, ...] = ("connect", "tls", "allocate", "channel_bind")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measurement as it happens: a set-up phase of one allocation (connect, tls, allocate,
+    channel_bind), one echo's round trip, one lost packet, or one pair's jitter at the end."""
+
+    kind: SampleKind
+    seconds: float | None = None  # what it took; None for a loss and for a failed phase
+    failure: str | None = None  # a set-up phase that failed: why, in explain's words
+
+    @property
+    def failed(self) -> bool:
+        return self.kind == "loss" or self.failure is not None
+
+
+_LOSS = Sample("loss")
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """Exact totals of a run (or a sum of runs): packets and allocations."""
+
+    sent: int = 0
+    echoed: int = 0
+    lost: int = 0  # no echo within loss_after (or by the end of the grace)
+    late: int = 0  # echoes of packets already counted lost
+    duplicates: int = 0
+    send_errors: int = 0
+    pairs_up: int = 0
+    pairs_failed: int = 0
+    pairs_unbound: int = 0  # relaying over Send indications: the server's ChannelBind failed
+    deleted: int = 0  # allocations
+    delete_failed: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Sent, neither echoed nor lost yet: 0 once a run has ended."""
+        return self.sent - self.echoed - self.lost
+
+    @property
+    def loss_pct(self) -> float:
+        decided = self.echoed + self.lost
+        return 100 * self.lost / decided if decided else 0.0
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(**{n: getattr(self, n) + getattr(other, n) for n in _COUNTERS})
+
+    def to_json(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in _COUNTERS}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Counters:
+        """Counters from to_json(); unknown keys ignored, missing ones 0."""
+        return cls(**{name: int(doc.get(name, 0)) for name in _COUNTERS})
+
+
+_COUNTERS = tuple(f.name for f in fields(Counters))
+
+
+class LoadHook:
+    """The public hook of one run, for a caller beside its event loop (the Locust edge).
+
+    on_sample gets every Sample on the loop's thread, as it happens: it must be cheap and must
+    not raise. counters() and stop() may be called from any thread."""
+
+    def __init__(self, on_sample: Callable[[Sample], None] | None = None) -> None:
+        self.on_sample = on_sample
+        self._tally: Tally | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stop_asked = False
+
+    def counters(self) -> Counters:
+        """The run's exact counters so far (all zero before it starts)."""
+        tally = self._tally
+        return Counters() if tally is None else tally.counters()
+
+    def stop(self) -> None:
+        """Stop gracefully: no more pairs or packets, the grace for the last echoes, every
+        allocation deleted; run_load then returns its result (not interrupted)."""
+        self._stop_asked = True
+        loop, event = self._loop, self._stop
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to stop
+                loop.call_soon_threadsafe(event.set)
+
+    @property
+    def stop_asked(self) -> bool:
+        return self._stop_asked
+
+    def _attach(self, tally: Tally) -> asyncio.Event:
+        self._tally = tally
+        self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._stop_asked:  # stop() came before the run started
+            self._stop.set()
+        return self._stop
+
+
+# -- the run's state ------------------------------------------------------------------------
+
+
 @dataclass(slots=True)
 class Pair:
     """One call: allocation A sends ChannelData to B's relayed address, B echoes it."""
@@ -105,31 +250,49 @@ class Pair:
     index: int
     a: Allocation
     b: Allocation
+    # The window of packets in flight, slot = sequence & (size - 1): sequence + 1 while in
+    # flight, -(sequence + 1) once lost, 0 once echoed; and when each was sent.
+    flight: array[int] = field(default_factory=lambda: array("q", bytes(8 * 64)))
+    sent_at: array[float] = field(default_factory=lambda: array("d", bytes(8 * 64)))
     sent: int = 0
     received: int = 0
+    lost: int = 0
     duplicates: int = 0
-    seen: bytearray = field(default_factory=bytearray)
+    decided: int = 0  # every packet below this sequence number is echoed or lost
     jitter: float = 0.0
     last_rtt: float | None = None
     path: str = "channel"  # "indication" when the server's ChannelBind failed
 
 
+def _window(load: LoadSettings) -> int:
+    """Slots for the packets a pair may have in flight: loss_after and a second's worth more,
+    a power of two. A slot still in flight when its turn comes again is lost at that moment."""
+    need = int(load.rate * (load.loss_after + 1.0)) + 16
+    return 1 << max(6, need.bit_length())
+
+
 @dataclass(slots=True)
 class Tally:
-    """Running figures, read by the live display and the final report."""
+    """Running figures, read by the live display, the hook and the final report."""
 
     attempted: int = 0
     succeeded: int = 0  # pairs ready to relay
+    failed: int = 0  # pairs that did not set up
     failures: Counter[str] = field(default_factory=Counter)
     hints: dict[str, str] = field(default_factory=dict)  # reason → what to try (explain.py)
     unbound: Counter[str] = field(default_factory=Counter)  # ChannelBind failures: pairs on
     # Send indications, by reason
+    unbound_pairs: int = 0
     alloc_latency: array[float] = field(default_factory=lambda: array("d"))
     connect: array[float] = field(default_factory=lambda: array("d"))  # TCP connect, seconds
     handshake: array[float] = field(default_factory=lambda: array("d"))  # TLS handshake
+    channel_bind: array[float] = field(default_factory=lambda: array("d"))
     rtts: array[float] = field(default_factory=lambda: array("d"))
     sent: int = 0
     received: int = 0
+    lost_packets: int = 0
+    late: int = 0
+    duplicates: int = 0
     send_errors: int = 0
     deleted: int = 0
     delete_failed: int = 0
@@ -137,6 +300,10 @@ class Tally:
     started: float = 0.0
     sending_started: float | None = None
     sending_ended: float | None = None
+
+    def counters(self) -> Counters:
+        """Plain integers only: safe to read from another thread while the loop runs."""
+        return counters_of(self)
 
 
 def _failure(
@@ -156,6 +323,15 @@ def _failure(
     return error
 
 
+def _phase_of(exc: CheckFailure | Redirect, stage: SampleKind) -> SampleKind:
+    """The set-up phase a failure belongs to: the connection's own, else the stage reached."""
+    if isinstance(exc, ConnectFailure):
+        return "connect"
+    if isinstance(exc, TlsFailure):
+        return "tls"
+    return stage
+
+
 async def _binding_evidence(ep: Endpoint, settings: CheckSettings) -> CheckResult:
     """One Binding to the server, as probe makes: evidence for the reasons of failures."""
     async with UdpPool(settings.tracer) as pool:
@@ -170,14 +346,22 @@ class Fleet:
         self._stacks: list[contextlib.AsyncExitStack] = []
 
     async def allocate(
-        self, ep: Endpoint, server: Address, settings: CheckSettings, deadline: float
+        self,
+        ep: Endpoint,
+        server: Address,
+        settings: CheckSettings,
+        deadline: float,
+        lifetime: int | None = None,
     ) -> Allocation:
         """An allocation on a fresh channel, made the way probe makes its own
         (checks.allocated: a 437 for a just-deleted allocation on a reused local port is
-        retried from a fresh one); kept until close()."""
+        retried from a fresh one); kept until close(). *lifetime*: the LIFETIME to ask for."""
         stack = contextlib.AsyncExitStack()
         self._stacks.append(stack)
-        _, allocation = await stack.enter_async_context(allocated(ep, server, settings, deadline))
+        extra = None if lifetime is None else {"LIFETIME": lifetime}
+        _, allocation = await stack.enter_async_context(
+            allocated(ep, server, settings, deadline, extra)
+        )
         self.allocations.append(allocation)
         return allocation
 
@@ -209,29 +393,33 @@ async def run_load(
     load: LoadSettings,
     settings: CheckSettings,
     on_tick: Callable[[Tally, list[Pair]], None] | None = None,
+    hook: LoadHook | None = None,
 ) -> LoadResult:
-    """Open the pairs, relay for the duration, delete everything; Ctrl-C stops early."""
+    """Open the pairs, relay for the duration (or until *hook* stops it), delete everything;
+    Ctrl-C stops early."""
     loop = asyncio.get_running_loop()
     tally = Tally(started=time.monotonic())
+    stop = hook._attach(tally) if hook is not None else asyncio.Event()
+    on_sample = hook.on_sample if hook is not None else None
     pairs: list[Pair] = []
     fleet = Fleet()
     interrupted = False
     server: Address = (ep.address, ep.port)
-    expected = max(1, math.ceil(load.rate * load.duration))
     display: asyncio.Task[None] | None = None
     if on_tick is not None:
         display = loop.create_task(_display(tally, pairs, on_tick))
     evidence = loop.create_task(_binding_evidence(ep, settings))
     try:
-        await _open_pairs(ep, server, load, settings, fleet, tally, pairs, expected, evidence)
-        if pairs:
-            await _relay(pairs, load, settings, tally, expected)
+        await _open_pairs(ep, server, load, settings, fleet, tally, pairs, evidence, stop, hook)
+        if pairs and not stop.is_set():
+            await _relay(pairs, load, settings, tally, stop, on_sample)
         for pair in pairs:
             gone = pair.a.channel.lost(pair.a.server) or pair.b.channel.lost(pair.b.server)
             if gone is not None:
                 tally.lost[explain(gone, server=f"{server[0]}:{server[1]}").reason] += 1
     except asyncio.CancelledError:
         interrupted = True
+        _sweep(pairs, math.inf, tally, on_sample)  # what was in flight is lost
     finally:
         for task in (display, evidence):
             if task is not None and not task.done():
@@ -251,11 +439,14 @@ async def _open_pairs(
     fleet: Fleet,
     tally: Tally,
     pairs: list[Pair],
-    expected: int,
     evidence: asyncio.Task[CheckResult],
+    stop: asyncio.Event,
+    hook: LoadHook | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(load.concurrency)
+    on_sample = hook.on_sample if hook is not None else None
+    size = _window(load)
 
     def binding() -> CheckResult | None:
         if evidence.done() and not evidence.cancelled() and evidence.exception() is None:
@@ -269,54 +460,84 @@ async def _open_pairs(
             # Ramp: pair i may start at i / ramp seconds (pacing, not waiting on an outcome).
             delay = start + index / load.ramp - loop.time()
             if delay > 0:
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
         async with gate:
+            if stop.is_set():
+                return
             tally.attempted += 1
             deadline = loop.time() + settings.timeout
+            stage: SampleKind = "allocate"
             try:
                 a, b = await _both(
-                    fleet.allocate(ep, server, settings, deadline),
-                    fleet.allocate(ep, server, settings, deadline),
+                    fleet.allocate(ep, server, settings, deadline, load.lifetime),
+                    fleet.allocate(ep, server, settings, deadline, load.lifetime),
                 )
                 assert a.relayed is not None and b.relayed is not None
                 for allocation in (a, b):
-                    _phases(tally, allocation)
-                path = await _bind_or_permit(a, b, deadline, tally)
+                    _phases(tally, allocation, on_sample)
+                stage = "channel_bind"
+                path = await _bind_or_permit(a, b, deadline, tally, on_sample)
             except (CheckFailure, Redirect) as exc:
                 error = _failure(ep, exc, binding())
                 tally.failures[error.reason] += 1
+                tally.failed += 1
                 tally.hints.setdefault(error.reason, error.hint)
+                if on_sample is not None:
+                    on_sample(Sample(_phase_of(exc, stage), failure=error.reason))
                 return
-            pair = Pair(index, a, b, seen=bytearray(expected), path=path)
-            _wire(pair, tally, loop)
+            pair = Pair(
+                index, a, b, array("q", bytes(8 * size)), array("d", bytes(8 * size)), path=path
+            )
+            _wire(pair, load, tally, on_sample)
             pairs.append(pair)
             tally.succeeded += 1
 
     await asyncio.gather(*(one(i) for i in range(load.clients)))
 
 
-def _phases(tally: Tally, allocation: Allocation) -> None:
+def _phases(
+    tally: Tally, allocation: Allocation, on_sample: Callable[[Sample], None] | None
+) -> None:
     """How long each set-up phase of one allocation took: connect, TLS, Allocate."""
     phases = allocation.channel.phases
     if "connect" in phases:
         tally.connect.append(phases["connect"])
+        if on_sample is not None:
+            on_sample(Sample("connect", phases["connect"]))
     if "tls" in phases:
         tally.handshake.append(phases["tls"])
+        if on_sample is not None:
+            on_sample(Sample("tls", phases["tls"]))
     if allocation.took is not None:
         tally.alloc_latency.append(allocation.took)
+        if on_sample is not None:
+            on_sample(Sample("allocate", allocation.took))
 
 
-async def _bind_or_permit(a: Allocation, b: Allocation, deadline: float, tally: Tally) -> str:
+async def _bind_or_permit(
+    a: Allocation,
+    b: Allocation,
+    deadline: float,
+    tally: Tally,
+    on_sample: Callable[[Sample], None] | None,
+) -> str:
     """A channel each way (ChannelBind installs the permission too, RFC 8656 §11.2): the
     pair's path. When the server's ChannelBind fails, permissions and Send indications
     carry the load as probe's relay check does, and the failure is counted: Chromium drops
     a TURN connection whose ChannelBind fails (turn_port.cc OnChannelBindError)."""
     assert a.relayed is not None and b.relayed is not None
+
+    async def bind(me: Allocation, peer: Address) -> None:
+        began = time.monotonic()  # not the loop clock: uvloop's counts whole ms
+        await me.channel_bind(FIRST_CHANNEL, peer, deadline)
+        took = time.monotonic() - began
+        tally.channel_bind.append(took)
+        if on_sample is not None:
+            on_sample(Sample("channel_bind", took))
+
     try:
-        await _both(
-            a.channel_bind(FIRST_CHANNEL, b.relayed, deadline),
-            b.channel_bind(FIRST_CHANNEL, a.relayed, deadline),
-        )
+        await _both(bind(a, b.relayed), bind(b, a.relayed))
         return "channel"
     except CheckFailure as exc:
         reason = explain(exc, server=fmt_address(a.server)).reason
@@ -324,6 +545,9 @@ async def _bind_or_permit(a: Allocation, b: Allocation, deadline: float, tally: 
         a.create_permission(b.relayed[0], deadline), b.create_permission(a.relayed[0], deadline)
     )
     tally.unbound[reason] += 1
+    tally.unbound_pairs += 1
+    if on_sample is not None:
+        on_sample(Sample("channel_bind", failure=reason))
     return "indication"
 
 
@@ -338,10 +562,26 @@ async def _both(first: Coroutine[Any, Any, T], second: Coroutine[Any, Any, T]) -
     return a.result(), b.result()
 
 
-def _wire(pair: Pair, tally: Tally, loop: asyncio.AbstractEventLoop) -> None:
+def _lose(
+    pair: Pair, slot: int, seq: int, tally: Tally, on_sample: Callable[[Sample], None] | None
+) -> None:
+    pair.flight[slot] = -(seq + 1)
+    pair.lost += 1
+    tally.lost_packets += 1
+    if on_sample is not None:
+        on_sample(_LOSS)
+
+
+def _wire(
+    pair: Pair, load: LoadSettings, tally: Tally, on_sample: Callable[[Sample], None] | None
+) -> None:
     b = pair.b
     a_relay = pair.a.relayed
     assert a_relay is not None
+    flight = pair.flight
+    size = len(flight)
+    mask = size - 1
+    keep = load.keep_rtts
 
     def at_b(peer: Address, payload: bytes, path: str) -> None:
         if pair.path == "channel":
@@ -353,46 +593,99 @@ def _wire(pair: Pair, tally: Tally, loop: asyncio.AbstractEventLoop) -> None:
         if len(payload) < _PACKET.size:
             return
         magic, index, seq, sent_at = _PACKET.unpack_from(payload, 0)
-        if magic != _MAGIC or index != pair.index or seq >= len(pair.seen):
+        if magic != _MAGIC or index != pair.index or seq >= pair.sent:
             return
-        if pair.seen[seq]:
-            pair.duplicates += 1
+        if seq + size <= pair.sent:  # older than the window: decided long ago
+            tally.late += 1
             return
-        pair.seen[seq] = 1
+        slot = seq & mask
+        state = flight[slot]
+        if state != seq + 1:
+            if state == -(seq + 1):
+                tally.late += 1
+            else:
+                pair.duplicates += 1
+                tally.duplicates += 1
+            return
+        flight[slot] = 0
         pair.received += 1
         tally.received += 1
         rtt = time.monotonic() - sent_at
-        tally.rtts.append(rtt)
+        if keep:
+            tally.rtts.append(rtt)
         if pair.last_rtt is not None:  # RFC 3550 §6.4.1 over successive round trips
             pair.jitter += (abs(rtt - pair.last_rtt) - pair.jitter) / 16
         pair.last_rtt = rtt
+        if on_sample is not None:
+            on_sample(Sample("echo", rtt))
 
     pair.b.on_peer_data(at_b)
     pair.a.on_peer_data(at_a)
 
 
+def _sweep(
+    pairs: list[Pair],
+    cutoff: float,
+    tally: Tally,
+    on_sample: Callable[[Sample], None] | None,
+) -> None:
+    """Packets sent before *cutoff* (time.monotonic) and still unanswered are lost."""
+    for pair in pairs:
+        flight, sent_at = pair.flight, pair.sent_at
+        size = len(flight)
+        mask = size - 1
+        # Below sent - size every slot was reused, and decided when it was.
+        seq = max(pair.decided, pair.sent - size)
+        while seq < pair.sent:
+            slot = seq & mask
+            if sent_at[slot] > cutoff:
+                break
+            if flight[slot] == seq + 1:
+                _lose(pair, slot, seq, tally, on_sample)
+            seq += 1
+        pair.decided = seq
+
+
 async def _relay(
-    pairs: list[Pair], load: LoadSettings, settings: CheckSettings, tally: Tally, expected: int
+    pairs: list[Pair],
+    load: LoadSettings,
+    settings: CheckSettings,
+    tally: Tally,
+    stop: asyncio.Event,
+    on_sample: Callable[[Sample], None] | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     tally.sending_started = time.monotonic()
     period = 1.0 / load.rate
     padding = bytes(load.size - _PACKET.size)
-    refresher = loop.create_task(_refresh(pairs, settings))
+    # The packets each pair sends when the duration ends; None: until stopped.
+    limit = None if load.duration is None else max(1, math.ceil(load.rate * load.duration))
+    refresher = loop.create_task(_refresh(pairs, settings, load))
+    swept_at = start
     try:
         while True:
             elapsed = loop.time() - start
-            last = elapsed >= load.duration  # the final pass sends what the clock still owes
-            # Pair i sends packet k at start + (k + i / clients)·period: phases are spread.
-            for pair in pairs:
+            stopping = stop.is_set()
+            # The final pass sends what the clock still owes; a stop sends nothing more.
+            last = load.duration is not None and elapsed >= load.duration
+            for pair in [] if stopping else pairs:
+                # Pair i sends packet k at start + (k + i / clients)·period: phases are spread.
                 since = elapsed - pair.index / load.clients * period
-                due = 0 if since < 0 else min(math.floor(since / period) + 1, expected)
-                if last:
-                    due = expected
+                due = 0 if since < 0 else math.floor(since / period) + 1
+                if limit is not None:
+                    due = limit if last else min(due, limit)
+                flight, sent_at = pair.flight, pair.sent_at
+                mask = len(flight) - 1
                 while pair.sent < due:
+                    seq = pair.sent
                     stamp = time.monotonic()  # not the loop clock: uvloop's counts whole ms
-                    payload = _PACKET.pack(_MAGIC, pair.index, pair.sent, stamp) + padding
+                    payload = _PACKET.pack(_MAGIC, pair.index, seq, stamp) + padding
+                    slot = seq & mask
+                    if flight[slot] > 0:  # unanswered for a whole window: its slot is needed
+                        _lose(pair, slot, flight[slot] - 1, tally, on_sample)
+                    flight[slot] = seq + 1
+                    sent_at[slot] = stamp
                     try:
                         if pair.path == "channel":
                             pair.a.send_channel(FIRST_CHANNEL, payload)
@@ -403,33 +696,80 @@ async def _relay(
                         tally.send_errors += 1
                     pair.sent += 1
                     tally.sent += 1
-            if last:
+            if loop.time() >= swept_at + SWEEP_EVERY:  # losses decided to a tenth of a second
+                swept_at = loop.time()
+                _sweep(pairs, time.monotonic() - load.loss_after, tally, on_sample)
+            if last or stopping:
                 break
             await asyncio.sleep(TICK)  # one timer for all pairs
         tally.sending_ended = time.monotonic()
         p99 = _quantiles(tally.rtts, (99,))
         wait = max(load.grace, 3 * (p99["p99"] if p99 else 0.0))
         deadline = loop.time() + wait
-        while tally.received < tally.sent and loop.time() < deadline:
+        while tally.sent > tally.received + tally.lost_packets and loop.time() < deadline:
             await asyncio.sleep(0.02)
+            _sweep(pairs, time.monotonic() - load.loss_after, tally, on_sample)
+        _sweep(pairs, math.inf, tally, on_sample)  # what is still in flight now is lost
+        if on_sample is not None:
+            for pair in pairs:
+                if pair.last_rtt is not None:
+                    on_sample(Sample("jitter", pair.jitter))
     finally:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
 
 
-async def _refresh(pairs: list[Pair], settings: CheckSettings) -> None:
-    """Keep long runs alive: Refresh allocations, re-bind channels (permissions with them)."""
+def _first_ask(allocation: Allocation, load: LoadSettings) -> int:
+    """The LIFETIME the first Refresh asks for, from what the Allocate was granted: the run's
+    own when granted as asked; else at least the default, which a server's maximum caps (a
+    grant below the ask means a maximum below it)."""
+    if load.lifetime is None:
+        return DEFAULT_LIFETIME
+    granted = allocation.lifetime
+    if granted is None or int(granted) == load.lifetime:
+        return load.lifetime
+    return max(int(granted), DEFAULT_LIFETIME)
+
+
+async def _refresh_allocation(allocation: Allocation, ask: int, deadline: float) -> int:
+    """One Refresh (RFC 8656 §8); returns the LIFETIME to ask for next time. coturn 4.6.1
+    raises an ask below 600 s to 600 s, and grants it, where it caps an ask above its
+    max-allocate-lifetime (ns_turn_msg.c stun_adjust_allocate_lifetime): a grant above a short
+    ask is answered at once with an ask of 600, which the server's maximum then caps."""
+    response = await allocation.authed(stun.Method.REFRESH, {"LIFETIME": ask}, deadline)
+    granted = response.attributes.get("LIFETIME")
+    if granted is not None and int(granted) > ask and ask < DEFAULT_LIFETIME:
+        ask = DEFAULT_LIFETIME
+        await allocation.authed(stun.Method.REFRESH, {"LIFETIME": ask}, deadline)
+    return ask
+
+
+async def _refresh(pairs: list[Pair], settings: CheckSettings, load: LoadSettings) -> None:
+    """Keep long runs alive: Refresh allocations (every third of the lifetime asked for), and
+    re-bind channels, permissions with them, every REFRESH_EVERY (they live 600 and 300 s)."""
     loop = asyncio.get_running_loop()
+    every = REFRESH_EVERY if load.lifetime is None else min(REFRESH_EVERY, load.lifetime / 3)
+    rebind_at = loop.time() + REFRESH_EVERY
+    asks: dict[int, int] = {}  # id(allocation) → LIFETIME to ask for
+
+    async def refresh(me: Allocation, deadline: float) -> None:
+        ask = asks.get(id(me)) or _first_ask(me, load)
+        asks[id(me)] = await _refresh_allocation(me, ask, deadline)
+
     while True:
-        await asyncio.sleep(REFRESH_EVERY)
+        await asyncio.sleep(every)
         deadline = loop.time() + settings.timeout
+        rebind = loop.time() >= rebind_at - every / 2
+        if rebind:
+            rebind_at = loop.time() + REFRESH_EVERY
         jobs = []
         for pair in pairs:
             for me, other in ((pair.a, pair.b), (pair.b, pair.a)):
                 assert other.relayed is not None
-                jobs.append(me.refresh(deadline))
-                jobs.append(me.channel_bind(FIRST_CHANNEL, other.relayed, deadline))
+                jobs.append(refresh(me, deadline))
+                if rebind:
+                    jobs.append(me.channel_bind(FIRST_CHANNEL, other.relayed, deadline))
         await asyncio.gather(*jobs, return_exceptions=True)
 
 
@@ -452,12 +792,15 @@ class LoadResult:
     alloc_latency: dict[str, float] | None  # seconds
     connect: dict[str, float] | None  # TCP connect, seconds (TCP and TLS only)
     handshake: dict[str, float] | None  # TLS handshake, seconds
+    channel_bind: dict[str, float] | None  # each ChannelBind, seconds
     slow_connects: int  # connects that waited for a SYN retransmission (about 1 s)
     connects: int  # connects measured (those of the pairs that set up)
     rtt: dict[str, float] | None  # seconds
     jitter: float | None
     sent: int
     received: int
+    lost_packets: int  # not echoed within loss_after (or by the end of the grace)
+    late: int  # echoes of packets already counted lost
     duplicates: int
     send_errors: int
     sending_time: float
@@ -490,13 +833,16 @@ class LoadResult:
             alloc_latency=_quantiles(tally.alloc_latency, (50, 95, 99)),
             connect=_quantiles(tally.connect, (50, 95, 99)),
             handshake=_quantiles(tally.handshake, (50, 95, 99)),
+            channel_bind=_quantiles(tally.channel_bind, (50, 95, 99)),
             slow_connects=sum(1 for c in tally.connect if c >= SYN_RETRY),
             connects=len(tally.connect),
             rtt=_quantiles(tally.rtts, (50, 95, 99)),
             jitter=sum(jitters) / len(jitters) if jitters else None,
             sent=tally.sent,
             received=tally.received,
-            duplicates=sum(p.duplicates for p in pairs),
+            lost_packets=tally.lost_packets,
+            late=tally.late,
+            duplicates=tally.duplicates,
             send_errors=tally.send_errors,
             sending_time=max(sending, 0.0),
             wall_time=wall,
@@ -509,6 +855,11 @@ class LoadResult:
     @property
     def failed(self) -> int:
         return sum(self.failures.values())
+
+    @property
+    def counters(self) -> Counters:
+        """The run's exact totals, as LoadHook.counters() gives them during the run."""
+        return counters_of(self)
 
     @property
     def stall(self) -> str | None:
@@ -605,6 +956,7 @@ class LoadResult:
                 "rate_pps": s.rate,
                 "size": s.size,
                 "ramp": s.ramp,
+                "lifetime_s": s.lifetime,
                 "max_loss_pct": s.max_loss,
             },
             "event_loop": s.event_loop,
@@ -621,6 +973,7 @@ class LoadResult:
                     "connect": ms(self.connect),
                     "tls_handshake": ms(self.handshake),
                     "allocate": ms(self.alloc_latency),
+                    "channel_bind": ms(self.channel_bind),
                 },
                 "stall": self.stall,
                 "deleted": self.deleted,
@@ -631,6 +984,8 @@ class LoadResult:
             "relay": {
                 "sent": self.sent,
                 "received": self.received,
+                "lost": self.lost_packets,
+                "late": self.late,
                 "duplicates": self.duplicates,
                 "send_errors": self.send_errors,
                 "loss_pct": round(self.loss_pct, 3),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -296,7 +297,7 @@ class Allocation:
         """Allocate a UDP relay: challenge, authenticated retry, 438 once (RFC 8656 §7).
         *extra*: attributes the audit adds (REQUESTED-ADDRESS-FAMILY, EVEN-PORT, LIFETIME,
         ...), or a REQUESTED-TRANSPORT of its own; the browser's Allocate has none."""
-        began = asyncio.get_running_loop().time()
+        began = time.monotonic()  # not the loop clock: uvloop's counts whole ms
         # Exactly Chromium's Allocate (turn_port.cc TurnAllocateRequest): REQUESTED-TRANSPORT
         # alone, then with USERNAME, REALM, NONCE and MESSAGE-INTEGRITY after the 401; no
         # FINGERPRINT, and no REQUESTED-ADDRESS-FAMILY over IPv6 either (the server picks the
@@ -350,7 +351,7 @@ class Allocation:
         self.lifetime = response.attributes.get("LIFETIME")
         software = response.attributes.get("SOFTWARE")
         self.software = stun.clean_text(software) if software else None
-        self.took = asyncio.get_running_loop().time() - began
+        self.took = time.monotonic() - began
 
     async def refresh(self, deadline: float, lifetime: int = 600) -> None:
         """Refresh the allocation's lifetime (RFC 8656 §8) in a long run."""

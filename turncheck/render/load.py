@@ -86,11 +86,18 @@ def lines(result: LoadResult, width: int) -> list[Text]:
     if result.handshake is not None:
         out += fact("TLS handshake ms", _ms(result.handshake))
     out += fact("allocation latency ms", _ms(result.alloc_latency))
+    if result.channel_bind is not None:
+        out += fact("ChannelBind ms", _ms(result.channel_bind))
     if result.stall is not None:
         out += fact("set-up stall", result.stall, "yellow")
     out += fact(
         "relayed packets",
         f"{result.sent} sent, {result.received} echoed back, loss {result.loss_pct:.2f} %"
+        + (
+            f", {result.late} echoed after {result.settings.loss_after:g} s (lost)"
+            if result.late
+            else ""
+        )
         + (f", {result.duplicates} duplicates" if result.duplicates else ""),
     )
     out += fact(
