@@ -196,6 +196,7 @@ def test_serve_audit_module(coturn_factory, tmp_path: Path) -> None:
     credential_file: {tmp_path / "alice.cred"}
     fail_on: high
     max_allocations: 5
+    targets: ["turn:127.0.0.1:{server.port}"]
 """
     )
     exporter = start_exporter(config, tmp_path)
@@ -207,6 +208,9 @@ def test_serve_audit_module(coturn_factory, tmp_path: Path) -> None:
             f"/probe?{query}", headers={"X-Prometheus-Scrape-Timeout-Seconds": "30"}
         )
         assert status == 200, body
+        elsewhere = urllib.parse.urlencode({"module": "audit", "target": "turn:127.0.0.9:3478"})
+        status, refused, _ = exporter.get(f"/probe?{elsewhere}")
+        assert status == 400 and "not one of module 'audit''s targets" in refused
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(body)

@@ -63,6 +63,7 @@ class AuditOptions:
     peer: Address | None = None
     max_allocations: int = DEFAULT_MAX_ALLOCATIONS
     fail_on: Severity = Severity.MEDIUM
+    total: float | None = None  # seconds for the whole audit (serve: the scrape's); None: no cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,17 @@ async def run_audit(options: AuditOptions) -> AuditReport:
         budget=options.budget,
         hosts=hosts,
     )
-    identity = await _identity(context)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + (options.total if options.total is not None else 1e9)
+
+    def left() -> float:
+        return end - loop.time()
+
+    try:
+        async with asyncio.timeout(min(options.budget, left() / 3)):
+            identity = await _identity(context)
+    except TimeoutError:
+        identity = _Identity(None, False, f"no answer in {min(options.budget, left() / 3):.1f} s")
     if identity.unreachable is not None:
         return AuditReport(
             shown,
@@ -196,9 +207,25 @@ async def run_audit(options: AuditOptions) -> AuditReport:
                 skipped=True,
             )
         )
-    results = await asyncio.gather(*(_run(check, context) for check in runs))
+    # Within --total (serve: the scrape's time): the concurrent checks, then the quota probe.
+    share = left() / (2 if after else 1)
+    now = replace(context, budget=min(options.budget, _budget_within(share)))
+    results = await asyncio.gather(*(_run(check, now) for check in runs))
     for check in after:
-        results.append(await _run(check, context))
+        if left() < 2.0:
+            skipped.append(
+                Finding(
+                    "quota",
+                    Severity.INFO,
+                    "the quota was not probed: the audit's time ran out",
+                    hint="give the scrape (or --timeout) more time",
+                    target=", ".join(shown),
+                    skipped=True,
+                )
+            )
+            continue
+        last_ctx = replace(context, budget=min(options.budget, _budget_within(left())))
+        results.append(await _run(check, last_ctx))
     findings = corroborate([f for found in results for f in found] + skipped)
     return AuditReport(
         shown,
@@ -267,19 +294,29 @@ async def _identity(ctx: AuditContext) -> _Identity:
     return _Identity(None, False, failures[0] if failures else "nothing to audit")
 
 
+def _slack(budget: float) -> float:
+    """How long past its budget the runner waits for a check (its deletes included)."""
+    return min(SLACK, budget / 2)
+
+
+def _budget_within(seconds: float) -> float:
+    """The largest check budget whose budget plus slack fits in *seconds* (at least 0.5)."""
+    return max(0.5, min(seconds - SLACK, seconds / 1.5))
+
+
 async def _run(check: Check, ctx: AuditContext) -> list[Finding]:
     """One check within its budget; what it could not judge becomes an INFO finding."""
     name = f"{check.__module__.rsplit('.', 1)[-1]}.{check.__name__}"
     target = ", ".join(ctx.hosts)
     try:
-        async with asyncio.timeout(ctx.budget + SLACK):
+        async with asyncio.timeout(ctx.budget + _slack(ctx.budget)):
             return list(await check(ctx))
     except TimeoutError:
         return [
             Finding(
                 f"{name}-timeout",
                 Severity.INFO,
-                f"{name} did not finish in {ctx.budget + SLACK:g} s: not judged",
+                f"{name} did not finish in {ctx.budget + _slack(ctx.budget):g} s: not judged",
                 target=target,
                 skipped=True,
             )

@@ -189,19 +189,25 @@ def rest_credentials(
     return Credentials(username, base64.b64encode(digest).decode())
 
 
-def read_secret(path: str | None, env_value: str | None) -> str | None:
-    """The shared secret from --secret-file or TURNCHECK_SECRET; never from argv."""
+def read_secret(
+    path: str | None,
+    env_value: str | None,
+    what: str = "--secret-file",
+    env: str = "TURNCHECK_SECRET",
+) -> str | None:
+    """A secret from a file (*what* names where it was given) or an environment variable
+    (*env*); never from argv. InputError naming the culprit when it is unreadable or empty."""
     if path is not None:
         try:
             secret = Path(path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--secret-file {path}: cannot read it ({_os_reason(exc)})") from None
+            raise InputError(f"{what} {path}: cannot read it ({_os_reason(exc)})") from None
         if not secret:
-            raise InputError(f"--secret-file {path}: the file is empty")
+            raise InputError(f"{what} {path}: the file is empty")
         return secret
     if env_value is not None:
         if not env_value.strip():
-            raise InputError("TURNCHECK_SECRET is set but empty")
+            raise InputError(f"{env} is set but empty")
         return env_value.strip()
     return None
 

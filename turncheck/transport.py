@@ -69,7 +69,8 @@ class RetryPolicy:
 Conclusive = Callable[[int, float], Awaitable[CheckFailure | None]]
 JUDGE_SENDS = 3  # the evidence is weighed once, after this many unanswered sends
 JUDGE_AFTER = 0.25  # seconds after that send
-# When the judge finds the path sound, the request itself goes CONFIRM_SENDS more times,
+# When the judge would end the transaction (the path carried a burst of Bindings, so the
+# request looks ignored, not lost), the request itself first goes CONFIRM_SENDS more times,
 # CONFIRM_GAP apart, and gets CONFIRM_WAIT to be answered: a lossy or slow path (the lab's
 # 10 % drops per crossing on a loaded machine) then cannot pass for a server that ignores
 # the request. Eight sends in all lost on a path that answered 20 Bindings of 20: about
@@ -237,7 +238,7 @@ class Channel:
                             await asyncio.shield(pending.future)
                     if not pending.future.done():
                         verdict = await conclusive(pending.sends, loop.time() - start)
-                        if verdict is not None and not await self._confirm(pending, data):
+                        if verdict is not None and not await self._confirm(pending, data, deadline):
                             if isinstance(verdict, TransactionTimeout):
                                 verdict.sends = pending.sends
                                 verdict.waited = loop.time() - start
@@ -267,16 +268,21 @@ class Channel:
 
     # -- receiving --------------------------------------------------------------------------
 
-    async def _confirm(self, pending: _Pending, data: bytes) -> bool:
-        """The request CONFIRM_SENDS more times: whether it got its answer after all."""
+    async def _confirm(self, pending: _Pending, data: bytes, deadline: float) -> bool:
+        """The request CONFIRM_SENDS more times, within the transaction's deadline: whether
+        it got its answer after all."""
+        loop = asyncio.get_running_loop()
+        end = min(deadline, loop.time() + CONFIRM_SENDS * CONFIRM_GAP + CONFIRM_WAIT)
         for _ in range(CONFIRM_SENDS):
-            if pending.future.done():
-                return True
+            if pending.future.done() or loop.time() >= end:
+                break
+            if self.tracer:
+                self.tracer("send", pending.request, pending.dest, self._trace_local())
             self._send_bytes(data, pending.dest)
             pending.sends += 1
             await asyncio.sleep(CONFIRM_GAP)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CONFIRM_WAIT):
+            async with asyncio.timeout_at(end):
                 await asyncio.shield(pending.future)
         return pending.future.done()
 

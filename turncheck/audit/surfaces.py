@@ -18,7 +18,10 @@ One probe is not made where it would crash the server: coturn 4.6.1 and older cr
 HTTP(S) request to a TURN port when web-admin-listen-on-workers is set
 (advisories.crashes_on_http). So the TURN ports are not probed at all when SOFTWARE shows
 such a release, and a TLS port is probed with HTTPS only when SOFTWARE shows a release
-that does not crash and no plain TCP port of that host could tell instead.
+that does not crash and no plain TCP port of that host could tell instead. What is left:
+a plain TCP port is probed when SOFTWARE says nothing, so a coturn 4.6.1 that hides
+SOFTWARE and runs `verbose` with web-admin-listen-on-workers could still crash on it (the
+README's safety rules say so).
 """
 
 from __future__ import annotations

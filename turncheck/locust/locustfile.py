@@ -220,22 +220,20 @@ class Options:
 
     def credentials(self) -> tuple[Credentials, str]:
         """From this process's environment or files, never from the command line."""
-        secret = read_secret(self.secret_file or None, os.environ.get("TURNCHECK_SECRET"))
+        secret = read_secret(
+            self.secret_file or None, os.environ.get("TURNCHECK_SECRET"), "--turn-secret-file"
+        )
         if secret is not None:
             minted = rest_credentials(secret, self.rest_user or None, REST_TTL)
             return minted, "TURN REST API credentials from the shared secret"
         username = self.username or os.environ.get("TURNCHECK_USERNAME", "")
-        if self.credential_file:
-            try:
-                password = Path(self.credential_file).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(
-                    f"--turn-credential-file {self.credential_file}: cannot read it ({exc})"
-                ) from None
-            source = "--turn-credential-file"
-        else:
-            password = os.environ.get("TURNCHECK_CREDENTIAL", "")
-            source = "TURNCHECK_CREDENTIAL"
+        password = read_secret(
+            self.credential_file or None,
+            os.environ.get("TURNCHECK_CREDENTIAL"),
+            "--turn-credential-file",
+            "TURNCHECK_CREDENTIAL",
+        )
+        source = "--turn-credential-file" if self.credential_file else "TURNCHECK_CREDENTIAL"
         if not username or not password:
             raise InputError(
                 "TURN credentials: set TURNCHECK_USERNAME (or --turn-username) and "

@@ -1,7 +1,7 @@
 """`turncheck results`: the list of stored test-page results, and one result's matrix.
 
-    reference  when (UTC)        test  browser      result         verdict
-    K7F-29Q    2026-12-02 06:40  lab   Firefox 153  calls connect  from serve's side TURN…
+    reference  when (UTC)        test  browser      result         why
+    K7F-29Q    2026-12-02 06:40  lab   Firefox 153  calls connect  UDP blocked
 
 One result: the per-URL, per-transport matrix (what the user's browser got beside what
 serve's own check got at the same moment), NAT and IPv6, the verdict, the hints, and what

@@ -8,7 +8,8 @@
 
 Alert on `turncheck_audit_findings{severity=~"CRITICAL|HIGH"} > 0`, or on the finding's
 id. An audit makes many exchanges: give its scrape a long interval and timeout
-(docs/serve.md); its checks keep within the scrape's budget.
+(docs/serve.md); the whole audit keeps within the scrape's timeout (the quota probe is
+skipped, and says so, when too little is left). It audits only the module's `targets`.
 """
 
 from __future__ import annotations
@@ -31,13 +32,21 @@ def audit_options(module: Module, target: str, budget: float) -> AuditOptions:
 
     if not target:
         raise InputError("no target: add ?target=<ICE URL>")
+    if target not in module.targets:
+        # An audit is heavy (management ports, handshakes, allocations held for the quota):
+        # it goes only where the operator said, never where a scraper's query points.
+        raise InputError(
+            f"target '{target}' is not one of module '{module.name}''s targets "
+            f"({', '.join(module.targets)})"
+        )
     credentials = module.credentials()
     source = "the module's credentials" if credentials else "none"
     entries = command_line_entries([target], credentials, source)
     return AuditOptions(
         entries=tuple(entries),
         timeout=max(0.2, min(module.timeout, budget / 6)),
-        budget=max(0.5, min(10.0, budget - 2.0)),
+        budget=min(10.0, budget),
+        total=max(1.0, budget - 0.5),  # the whole audit, quota probe included
         dns_server=parse_dns_server(module.dns_server) if module.dns_server else None,
         ca_file=module.ca_file,
         insecure=module.insecure,
@@ -67,7 +76,8 @@ def audit_exposition(
         "# HELP probe_duration_seconds How long the audit took.",
         "# TYPE probe_duration_seconds gauge",
         f"probe_duration_seconds {duration:.6f}",
-        "# HELP turncheck_audit_ran 1 when the audit ran; 0 when nothing answered.",
+        "# HELP turncheck_audit_ran 1 when the audit ran; 0 when it could not run or did not "
+        "finish in time (the # line above says which).",
         "# TYPE turncheck_audit_ran gauge",
         f"turncheck_audit_ran {int(report is not None and report.ran)}",
     ]

@@ -55,6 +55,7 @@ MODULE_KEYS = {
     "fail_on": "audit: probe_success is 0 on a finding at or above this severity",
     "max_allocations": "audit: the quota probe stops at this many allocations",
     "peer": "audit: the one outside IP:PORT relayed data may go to",
+    "targets": "audit: the only URLs ?target= may name (an audit goes where the operator says)",
 }
 LIMIT_KEYS = {"max_concurrent", "queue_timeout"}
 # A test page (GET /test/NAME): the ICE servers a user's browser tests, and what is kept.
@@ -115,11 +116,12 @@ class Module:
     fail_on: str = "medium"
     max_allocations: int = 20
     peer: str | None = None
+    targets: tuple[str, ...] = ()
 
     def credentials(self) -> Credentials | None:
         """Read now: a file, an environment variable, or minted from the shared secret."""
         if self.secret_file is not None:
-            secret = read_secret(self.secret_file, None)
+            secret = read_secret(self.secret_file, None, f"module '{self.name}': secret_file")
             assert secret is not None
             return rest_credentials(secret, self.rest_user, self.ttl)
         if self.username is None:
@@ -189,7 +191,7 @@ class ResultsStore:
         """Read now (a rotated file is picked up); None: no token configured."""
         if self.admin_token_file is None:
             return None
-        return read_secret(self.admin_token_file, None)
+        return read_secret(self.admin_token_file, None, "results: admin_token_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +437,10 @@ def _module(path: str, name: str, line: int, options: Any) -> Module:
             raise InputError(f"{where}: put the password in credential_file or credential_env")
         values[key] = _checked(where, key, value, KINDS)
     module = Module(name, **values)
+    if module.kind == "audit" and not module.targets:
+        raise InputError(
+            f"{path}:{line}: module '{name}': an audit module needs targets: the URLs it may audit"
+        )
     sources = [k for k in ("credential_file", "credential_env", "secret_file") if values.get(k)]
     if len(sources) > 1:
         raise InputError(f"{path}:{line}: module '{name}': give one of {', '.join(sources)}")
@@ -490,6 +496,15 @@ def _checked(where: str, key: str, value: Any, kinds: tuple[str, ...]) -> Any:
         if not isinstance(value, bool):
             raise InputError(f"{where}: {key} must be true or false")
         return value
+    if key == "targets":
+        words = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(words, list)
+            or not words
+            or not all(isinstance(w, str) and w for w in words)
+        ):
+            raise InputError(f"{where}: targets must be an ICE URL or a list of them")
+        return tuple(words)
     if key in ("transports", "require"):
         words = value.split(",") if isinstance(value, str) else value
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):

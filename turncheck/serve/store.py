@@ -96,6 +96,8 @@ class Store:
                 self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
             else:
                 self.db = sqlite3.connect(path, timeout=2.0)
+                # WAL: `turncheck results` reading the file never blocks serve's writes.
+                self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(_SCHEMA)
                 self.db.commit()
         except sqlite3.Error as exc:

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ MAX_CLIENTS = 10_000  # addresses the rate limiter remembers (the oldest are for
 TOKEN_AGE = 600.0  # seconds from page load to post
 CHECK_REUSE = 30.0  # seconds one server-side check serves every result of a profile
 CHECK_BUDGET = 15.0  # seconds serve's own check may take
+POST_S = CHECK_BUDGET + 10  # seconds the page waits for its POST's answer (test.js)
 # What the page is told (test.js): 12 s of gathering catches Firefox's UDP timeout (701 at
 # about 11 s; Chromium's comes after about 40 s, past any budget: "no answer in 12 s").
 BUDGET_S, GATHER_S, RELAY_S = 30, 12, 4
@@ -100,11 +102,12 @@ class Limiter:
 class ServerCheck:
     """serve's own check of a profile's servers: when, its checks, its verdict."""
 
-    at: float
+    at: float  # time.monotonic(), for the cache
     checks: tuple[CheckResult, ...]
     verdict: str
     ok: bool
     skipped: tuple[tuple[str, str], ...] = ()  # (url, why) the browser model leaves unused
+    when: float = field(default_factory=time.time)  # wall clock, for the stored record
 
 
 @dataclass
@@ -114,7 +117,9 @@ class Pages:
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     loads: Limiter = field(default_factory=lambda: Limiter(RATE, WINDOW))
     posts: Limiter = field(default_factory=lambda: Limiter(RATE, WINDOW))
-    used: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    # token → (when, the answer once stored): a page's retry gets the same answer
+    used: OrderedDict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=OrderedDict)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
     checks: dict[tuple[str, str], ServerCheck] = field(default_factory=dict)
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     store: Store | None = None
@@ -124,24 +129,33 @@ class Pages:
         mac = hmac.new(self.key, f"{profile}|{issued}".encode(), hashlib.sha256).hexdigest()
         return f"{issued}.{mac[:32]}"
 
-    def redeem(self, profile: str, token: Any, now: float | None = None) -> str | None:
-        """None when the token is good (and now used); else why not."""
+    def redeem(
+        self, profile: str, token: Any, now: float | None = None
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """(None, None) when the token is good and now taken; (None, answer) when its results
+        were stored already (a retry gets the same answer); (why, None) otherwise."""
         now = time.time() if now is None else now
-        if not isinstance(token, str) or token.count(".") != 3:
-            return "no token from a page load"
+        if not isinstance(token, str) or token.count(".") != 3 or not token.isascii():
+            return "no token from a page load", None
         issued, _, mac = token.rpartition(".")
         good = hmac.new(self.key, f"{profile}|{issued}".encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(mac, good[:32]):
-            return "the token is not from this server or this test (reload the page)"
-        age = now - float(issued.rsplit(".", 1)[0])
+        if not hmac.compare_digest(mac.encode(), good[:32].encode()):
+            return "the token is not from this server or this test (reload the page)", None
+        try:
+            age = now - float(issued.rsplit(".", 1)[0])
+        except ValueError:
+            return "no token from a page load", None
         if not -5 <= age <= TOKEN_AGE:
-            return "the page was loaded too long ago: reload it and run the test again"
+            return "the page was loaded too long ago: reload it and run the test again", None
         if token in self.used:
-            return "these results were already sent: reload the page to test again"
-        self.used[token] = now
-        while self.used and next(iter(self.used.values())) < now - TOKEN_AGE:
+            answer = self.used[token][1]
+            if answer is None:
+                return "these results are being stored: wait for the answer", None
+            return None, answer
+        self.used[token] = (now, None)
+        while self.used and next(iter(self.used.values()))[0] < now - TOKEN_AGE:
             self.used.popitem(last=False)
-        return None
+        return None, None
 
 
 def _client(request: web.Request) -> str:
@@ -181,7 +195,7 @@ async def ice_servers(profile: TestProfile, timeout: float = 5.0) -> list[IceSer
 
     origin = f"test '{profile.name}'"
     if profile.urls:
-        secret = read_secret(profile.secret_file, None)
+        secret = read_secret(profile.secret_file, None, f"{origin}: secret_file")
         assert secret is not None
         creds = rest_credentials(secret, profile.rest_user, profile.ttl)
         return [IceServer(profile.urls, creds, origin, creds.username, creds.password)]
@@ -191,7 +205,7 @@ async def ice_servers(profile: TestProfile, timeout: float = 5.0) -> list[IceSer
             where = f"{origin} ice_servers[{i}]"
             password = None
             if server.credential_file is not None:
-                password = read_secret(server.credential_file, None)
+                password = read_secret(server.credential_file, None, f"{where}: credential_file")
             elif server.credential_env is not None:
                 import os
 
@@ -233,10 +247,12 @@ async def config_handler(request: web.Request) -> web.StreamResponse:
     except InputError as exc:
         exporter.log(f"test profile={profile.name}: cannot give the page its servers: {exc}")
         return _json(503, {"error": "this test is not set up right on the server: tell support"})
+    _warm(exporter, pages, profile, request.headers.get("User-Agent", ""))
     return _json(
         200,
         {
             "profile": profile.name,
+            "post_s": POST_S,
             "title": profile.title,
             "token": pages.token(profile.name),
             "iceServers": [_browser_json(s) for s in servers],
@@ -248,7 +264,7 @@ async def config_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def results_handler(request: web.Request) -> web.StreamResponse:
-    from turncheck.usertest import browser_of, judge, parse_page, redact
+    from turncheck.usertest import parse_page
 
     exporter: Exporter = request.app["exporter"]
     pages: Pages = request.app["pages"]
@@ -278,9 +294,32 @@ async def results_handler(request: web.Request) -> web.StreamResponse:
         page = parse_page(doc)
     except InputError as exc:
         return refuse(400, str(exc))
-    problem = pages.redeem(profile.name, doc.get("token"))
+    token = doc.get("token")
+    problem, answered = pages.redeem(profile.name, token)
+    if answered is not None:
+        return _json(201, answered)
     if problem is not None:
         return refuse(403, problem)
+    key = str(token)
+    try:
+        answer = await _store(exporter, pages, profile, page)
+    except sqlite3.Error as exc:
+        pages.used.pop(key, None)  # not stored: the page may send it again
+        exporter.log(f"test profile={profile.name}: the results file refused the result: {exc}")
+        return _json(503, {"error": "the server could not store the result: try again"})
+    except BaseException:  # the client went away (cancelled), or a bug: not stored either
+        pages.used.pop(key, None)
+        raise
+    pages.used[key] = (time.time(), answer)
+    return _json(201, answer)
+
+
+async def _store(
+    exporter: Exporter, pages: Pages, profile: TestProfile, page: Any
+) -> dict[str, Any]:
+    """Judge one result beside serve's own check, store it; the page's answer."""
+    from turncheck.usertest import browser_of, judge, redact
+
     browser = browser_of(page.user_agent)
     check = await _server_check(exporter, pages, profile, browser.engine)
     judgement = judge(page, check.checks, browser.name, browser.engine, check.skipped)
@@ -289,7 +328,7 @@ async def results_handler(request: web.Request) -> web.StreamResponse:
         "browser": browser.to_json(),
         "page": redact(page, profile.redact_public).to_json(),
         "server_side": {
-            "at": check.at,
+            "at": check.when,
             "ok": check.ok,
             "verdict": check.verdict,
             "checks": [_compact(c) for c in check.checks],
@@ -304,7 +343,19 @@ async def results_handler(request: web.Request) -> web.StreamResponse:
         f"test profile={profile.name} id={rid} browser={browser.name} ok={int(judgement.ok)} "
         f"verdict={judgement.verdict}"
     )
-    return _json(201, {"id": rid, "summary": judgement.summary(rid), "ok": judgement.ok})
+    return {"id": rid, "summary": judgement.summary(rid), "ok": judgement.ok}
+
+
+def _warm(exporter: Exporter, pages: Pages, profile: TestProfile, user_agent: str) -> None:
+    """Start serve's own check when a page loads, so that it is ready (or nearly) when the
+    results come: the page's tests take 5 to 26 s, the check up to CHECK_BUDGET."""
+    from turncheck.usertest import browser_of
+
+    task = asyncio.create_task(
+        _server_check(exporter, pages, profile, browser_of(user_agent).engine)
+    )
+    pages.background.add(task)
+    task.add_done_callback(pages.background.discard)
 
 
 def _compact(check: CheckResult) -> dict[str, Any]:
@@ -381,7 +432,11 @@ def _admin(request: web.Request) -> bool:
     if exporter.admin_port is not None and sock is not None and sock[1] == exporter.admin_port:
         return True
     results = exporter.config.results
-    token = results.admin_token() if results is not None else None
+    try:
+        token = results.admin_token() if results is not None else None
+    except InputError as exc:  # a missing or empty token file (a rotation): nobody gets in
+        exporter.log(f"turncheck serve: results.admin_token_file: {exc}")
+        return False
     given = request.headers.get("Authorization", "")
     return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
