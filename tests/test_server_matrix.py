@@ -381,7 +381,7 @@ def test_a_server_slow_to_accept_is_named_a_set_up_stall(coturn_factory, ca_file
             ca_file=ca_file,
         )
     setup = doc["allocations"]["setup_ms"]
-    assert set(setup) == {"connect", "tls_handshake", "allocate"}
+    assert set(setup) == {"connect", "tls_handshake", "allocate", "channel_bind"}
     assert setup["tls_handshake"] is None  # TCP: no handshake
     assert setup["connect"]["max"] >= 900
     stall = doc["allocations"]["stall"]
