@@ -53,8 +53,8 @@ def audit(
         str,
         typer.Option(
             "--fail-on",
-            help="Exit 1 on a finding at or above this severity.",
-            metavar="[low|medium|high|critical]",
+            help="Exit 1 on a finding at or above SEVERITY: low, medium, high, critical.",
+            metavar="SEVERITY",
         ),
     ] = "medium",
     dns_server: o.DnsServerOpt = None,

@@ -15,7 +15,7 @@ def serve(
     config: Annotated[
         str,
         typer.Option(
-            "--config", "-c", help="The exporter's YAML config (modules).", metavar="FILE"
+            "--config", "-c", help="The YAML config (modules, test pages).", metavar="FILE"
         ),
     ],
     listen: Annotated[
