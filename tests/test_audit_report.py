@@ -170,3 +170,23 @@ def test_a_behaviour_check_corroborates_or_outweighs_a_version_match() -> None:
     assert corroborate([loopback, closed])[0].severity == Severity.INFO
     skipped = Finding("peer-acl-loopback", Severity.INFO, "not checked", skipped=True)
     assert corroborate([loopback, skipped])[0] == loopback  # no behaviour seen either way
+
+
+def test_dry_run_says_what_would_go_where_and_sends_nothing() -> None:
+    """The plan names the targets (credentials masked) and where the audit would send; a
+    name that does not resolve stays unresolved: no DNS query, no packet."""
+    env = {"PATH": "/usr/bin:/bin", "TURNCHECK_USERNAME": "alice", "TURNCHECK_CREDENTIAL": "pw-x1"}
+    argv = [sys.executable, "-m", "turncheck", "audit", "turn:turn.invalid:3478", "--dry-run"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "turn:turn.invalid:3478  udp 3478  credentials alice:***" in done.stdout
+    assert "nothing" in done.stdout and "pw-x1" not in done.stdout + done.stderr
+    assert all(len(line) <= 80 for line in done.stdout.splitlines())
+    doc = json.loads(
+        subprocess.run(
+            [*argv, "--json"], capture_output=True, text=True, timeout=30, env=env
+        ).stdout
+    )
+    assert doc["dry_run"] is True and doc["credentialed_checks"] is True
+    assert {t["transport"] for t in doc["targets"]} == {"udp", "tcp"}
+    assert doc["peer"] is None and doc["max_allocations"] == 20

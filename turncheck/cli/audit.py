@@ -20,6 +20,8 @@ from turncheck.cli.common import (
 from turncheck.errors import InputError
 
 if TYPE_CHECKING:
+    from turncheck.auditing import AuditOptions
+    from turncheck.cli.common import Output
     from turncheck.plan import ServerEntry
 
 FORMATS = ("table", "json", "sarif")
@@ -68,6 +70,7 @@ def audit(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="List passed and skipped checks too.")
     ] = False,
+    dry_run: o.DryRunOpt = False,
     secret: o.SecretOpt = None,
 ) -> None:
     """Audit TURN servers: open relay, peer ACL, TLS, advisories, capabilities, quotas."""
@@ -102,6 +105,8 @@ def audit(
         max_allocations=max_allocations,
         fail_on=threshold,
     )
+    if dry_run:
+        _plan(options, out)
     report = run_with_progress(
         lambda: run_audit(options),
         "auditing: identity, open relay, TLS, peer ACL, capabilities…",
@@ -157,3 +162,22 @@ def _entries(
     if ice_servers is not None:
         entries += entries_from(read_ice_servers(ice_servers).servers)
     return entries
+
+
+def _plan(options: AuditOptions, out: Output) -> None:
+    """--dry-run: what the audit would check, and where it would send, without a packet."""
+    from turncheck.plan import build_targets
+    from turncheck.render.audit import plan_json, plan_lines
+    from turncheck.render.json import dumps
+
+    targets = build_targets(list(options.entries), None)
+    out.deliver(
+        f"dry run: {len(targets)} target(s), nothing sent",
+        lambda: (
+            dumps(plan_json(targets, options))
+            if out.fmt != "table"
+            else "\n".join(plan_lines(targets, options))
+        ),
+        lambda console: console.print("\n".join(plan_lines(targets, options)), soft_wrap=True),
+    )
+    raise typer.Exit(0)

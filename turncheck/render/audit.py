@@ -18,7 +18,8 @@ one result per finding (passes and skipped checks are left out), located by the 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -27,6 +28,10 @@ from turncheck import __version__
 from turncheck.auditing import AuditReport
 from turncheck.findings import Finding, Severity
 from turncheck.render import plain_text, print_lines, wrap
+
+if TYPE_CHECKING:
+    from turncheck.auditing import AuditOptions
+    from turncheck.plan import Target
 
 STYLE = {
     Severity.CRITICAL: "bold red",
@@ -176,3 +181,61 @@ def sarif(report: AuditReport) -> dict[str, Any]:
             }
         ],
     }
+
+
+def plan_json(targets: Sequence[Target], options: AuditOptions) -> dict[str, Any]:
+    """--dry-run as data: the targets (credentials masked) and where the audit would send."""
+    from turncheck.audit.surfaces import DEFAULT_PORTS
+
+    return {
+        "schema": 1,
+        "dry_run": True,
+        "targets": [
+            {
+                "url": str(t.url),
+                "transport": t.transport.value,
+                "port": t.port,
+                "credentials": None if t.entry.credentials is None else t.entry.credentials.masked,
+            }
+            for t in targets
+        ],
+        "credentialed_checks": any(t.entry.credentials is not None for t in targets),
+        "management_ports": sorted(
+            {
+                DEFAULT_PORTS.cli,
+                DEFAULT_PORTS.web_admin,
+                DEFAULT_PORTS.coturn_metrics,
+                DEFAULT_PORTS.eturnal_metrics,
+            }
+        ),
+        "peer": None if options.peer is None else f"{options.peer[0]}:{options.peer[1]}",
+        "max_allocations": options.max_allocations,
+        "fail_on": options.fail_on.name,
+    }
+
+
+def plan_lines(targets: Sequence[Target], options: AuditOptions) -> list[str]:
+    """--dry-run for people: one line per target, then what goes where."""
+    doc = plan_json(targets, options)
+    lines = ["audit plan (nothing is sent)"]
+    for t in doc["targets"]:
+        creds = f"  credentials {t['credentials']}" if t["credentials"] else ""
+        lines.append(f"  {t['url']}  {t['transport']} {t['port']}{creds}")
+    ports = ", ".join(str(p) for p in doc["management_ports"])
+    lines += [
+        "anyone's checks: open relay, Binding, amplification, RFC 3489, SOFTWARE and",
+        "  advisories, TLS and DTLS (turns:), management surfaces (TURN TCP ports and",
+        f"  {ports}, on the URLs' hosts only)",
+    ]
+    if doc["credentialed_checks"]:
+        lines += [
+            "with credentials: peer ACL (CreatePermission and ChannelBind only: nothing",
+            "  is sent to a peer), capabilities, TCP and IPv6 relays, quota (at most",
+            f"  {doc['max_allocations']} allocations, all deleted)",
+        ]
+    else:
+        lines.append("no credentials: the peer ACL, capabilities and quota are not checked")
+    peer = doc["peer"] or "none: only between turncheck's own allocations"
+    lines.append(f"relayed data goes to: {peer}")
+    lines.append(f"exit 1 on a finding at or above {doc['fail_on']}")
+    return lines
